@@ -1,0 +1,1 @@
+"""Entry points submitted to a Ray cluster (`python -m jobs.<name>`); `recog <name>` runs the same."""

@@ -1,0 +1,92 @@
+"""The `recog` command. Each subcommand is a thin parser over a job in jobs/ or a local tool here.
+
+    recog demo                      # the whole path on the embedded store, with sample data
+    recog infer --input ... --output ...
+    recog store serve               # the embedded S3 store, in the foreground
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable
+
+from recog import objectstore
+from recog.models import ModelError
+from recog.objectstore import StoreError
+from recog.storage import StorageError
+
+# Errors that mean "the configuration is wrong": one clear line, no traceback.
+USER_ERRORS = (StorageError, ModelError, StoreError)
+
+
+def run_job(main: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a command; turn configuration errors into a one-line message and exit status 2."""
+    try:
+        return main(args) or 0
+    except USER_ERRORS as e:
+        print(f"recog: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("recog: interrupted", file=sys.stderr)
+        return 130
+
+
+def demo_args(add_help: bool = True) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=add_help)
+    p.add_argument("--workdir", default="recog-data", help="where the embedded store keeps its data (default ./recog-data)")
+    p.add_argument("--keep-store", action="store_true", help="keep the store running after the demo, until Ctrl+C")
+    return p
+
+
+def demo_main(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from recog.demo import run_demo
+
+    run_demo(Path(args.workdir), keep_store=args.keep_store)
+    return 0
+
+
+def store_args(add_help: bool = True) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=add_help)
+    p.add_argument("action", choices=("serve",), help="serve: run the store in the foreground until Ctrl+C")
+    p.add_argument("--dir", default=str(objectstore.DEFAULT_DIR), help="data directory (default ./recog-data/store)")
+    p.add_argument("--port", type=int, default=objectstore.DEFAULT_S3_PORT, help="S3 port on 127.0.0.1 (default 8333)")
+    return p
+
+
+def store_main(args: argparse.Namespace) -> int:
+    import time
+
+    with objectstore.EmbeddedStore(args.dir, args.port) as store:
+        print(f"S3 endpoint {store.endpoint_url} (127.0.0.1 only), data in {store.data_dir}")
+        print(f"to use it: source {store.data_dir}/credentials.env && export AWS_ENDPOINT_URL={store.endpoint_url}")
+        print("Ctrl+C stops it.", flush=True)
+        while True:
+            time.sleep(3600)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from jobs import infer
+
+    parser = argparse.ArgumentParser(prog="recog", description="Vehicle recognition over image archives and camera footage, on Ray.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = {
+        "demo": (demo_args, demo_main, "run the whole pipeline on the embedded store with sample data"),
+        "infer": (infer.get_args_parser, infer.main, "label images in tar shards / image prefixes -> Parquet"),
+        "store": (store_args, store_main, "run the embedded S3 object store (SeaweedFS)"),
+    }
+    for name, (get_parser, main, help_text) in commands.items():
+        p = sub.add_parser(name, parents=[get_parser(add_help=False)], help=help_text, description=help_text)
+        p.set_defaults(main=main)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_job(args.main, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

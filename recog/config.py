@@ -1,0 +1,35 @@
+"""Job configurations: one dataclass per job, built from the command line, printed at start and
+stored in the run manifest. They hold no secrets: credentials come from each process's environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from recog.storage import StorageOptions
+
+
+@dataclass(frozen=True)
+class InferConfig:
+    input: str  # prefix or object: tar shards and/or loose images
+    output: str  # prefix for the Parquet files and the run manifest
+    endpoint_url: str | None = None  # S3-compatible endpoint; default AWS_ENDPOINT_URL or AWS
+    model: str = "efficientnet_lite0"
+    weights: str | None = None  # checkpoint for a non-built-in model (local or s3://)
+    classes: tuple[str, ...] | None = None  # class names of such a checkpoint, if not ImageNet's
+    device: str = "auto"  # auto | cpu | cuda
+    actors: int | None = None  # predictor actors; default: one per GPU, or from the CPU count
+    cpus_per_actor: float | None = None  # default: from the CPU count
+    batch_size: int | None = None  # images per model call; default by device
+    topk: int = 5
+    min_vehicle_score: float = 0.1  # vehicle types must hold this much probability, else not_vehicle
+    images_per_unit: int = 256  # loose images per output file
+    ray_address: str | None = None  # None: RAY_ADDRESS, else a private local Ray
+
+    @property
+    def storage(self) -> StorageOptions:
+        return StorageOptions.from_env(self.endpoint_url)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)

@@ -1,0 +1,164 @@
+"""The embedded default, end to end: store up, sample data in, the job, a summary read back.
+
+Sample data are real photos from ../shared/data when it is there (traffic-camera crops packed
+as WebDataset shards, ImageNet vehicle photos as loose images), otherwise pictures drawn here.
+One deliberately corrupt file shows how a bad input ends: as a row with an error.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import random
+import tarfile
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from recog import storage
+from recog.objectstore import EmbeddedStore
+from recog.storage import StorageOptions
+
+BUCKET = "recog-demo"
+
+
+def find_shared_data() -> Path | None:
+    """../shared/data beside the checkout or the working directory (or $RECOG_SAMPLE_DATA)."""
+    candidates = [os.environ.get("RECOG_SAMPLE_DATA"), Path.cwd().parent / "shared" / "data",
+                  Path(__file__).resolve().parents[2] / "shared" / "data"]
+    for c in candidates:
+        if c and (Path(c) / "photos" / "labels.csv").exists():
+            return Path(c)
+    return None
+
+
+def shared_photos(data: Path) -> list[dict]:
+    """Rows of photos/labels.csv: path (absolute), fine_label, vehicle_type, source, split_or_index."""
+    with open(data / "photos" / "labels.csv") as f:
+        return [{**r, "path": str(data / r["path"])} for r in csv.DictReader(f)]
+
+
+def make_tar(samples: list[dict]) -> bytes:
+    """A WebDataset shard: per sample `<key>.jpg`, `<key>.cls` and `<key>.json`."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for s in samples:
+            for ext, data in (("jpg", s["image"]), ("cls", s["cls"].encode()), ("json", json.dumps(s["meta"]).encode())):
+                info = tarfile.TarInfo(f"{s['key']}.{ext}")
+                info.size, info.mtime = len(data), 0
+                tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def drawn_image(seed: int, size: int = 320) -> bytes:
+    """A JPEG of a few coloured boxes on a grey road: stand-in data when no photos are around."""
+    from PIL import Image, ImageDraw
+
+    rng = random.Random(seed)
+    img = Image.new("RGB", (size, size * 3 // 4), (90, 90, 90))
+    d = ImageDraw.Draw(img)
+    for _ in range(3):
+        x, y = rng.randrange(size - 80), rng.randrange(size * 3 // 4 - 40)
+        d.rectangle((x, y, x + rng.randrange(40, 80), y + rng.randrange(20, 40)), fill=tuple(rng.randrange(256) for _ in range(3)))
+    out = io.BytesIO()
+    img.save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def sample_inputs(data: Path | None, per_class: int = 40, shards: int = 4) -> dict[str, bytes]:
+    """Object key -> bytes: tar shards of camera crops, loose photos with .cls sidecars, one corrupt file."""
+    objects: dict[str, bytes] = {}
+    if data is not None:
+        photos = shared_photos(data)
+        rng = random.Random(0)
+        crops = []
+        for source, folder in (("zenodo", "zenodo/val/"), ("cifar10", "cifar10/")):
+            by_class: dict[str, list[dict]] = {}
+            for p in photos:
+                if p["source"] == source and folder in p["path"]:
+                    by_class.setdefault(p["fine_label"], []).append(p)
+            for rows in by_class.values():
+                crops += rng.sample(rows, min(per_class, len(rows)))
+        rng.shuffle(crops)
+        samples = [{"key": f"{i:06d}", "image": Path(p["path"]).read_bytes(), "cls": p["vehicle_type"],
+                    "meta": {"source": p["source"], "fine_label": p["fine_label"]}} for i, p in enumerate(crops)]
+        for p in photos:
+            if p["source"] == "imagenet":
+                name = Path(p["path"]).stem
+                objects[f"inputs/photos/{name}.jpg"] = Path(p["path"]).read_bytes()
+                objects[f"inputs/photos/{name}.cls"] = p["vehicle_type"].encode()
+    else:
+        samples = [{"key": f"{i:06d}", "image": drawn_image(i), "cls": "unknown", "meta": {"source": "drawn"}}
+                   for i in range(per_class * 8)]
+        for i in range(24):
+            objects[f"inputs/photos/drawn_{i:02d}.jpg"] = drawn_image(1000 + i)
+    step = -(-len(samples) // shards)
+    for n in range(shards):
+        objects[f"inputs/shards/demo-{n:06d}.tar"] = make_tar(samples[n * step:(n + 1) * step])
+    objects["inputs/photos/broken.jpg"] = b"\xff\xd8\xff\xe0 this is not really a JPEG"
+    return objects
+
+
+def read_results(output: str, manifest: dict, opts: StorageOptions) -> pa.Table:
+    """The rows a run committed, read back from its Parquet files."""
+    return pa.concat_tables(
+        pq.read_table(io.BytesIO(storage.read_bytes(storage.join(output, f["file"]), opts)))
+        for f in manifest["files"]
+    )
+
+
+def report(table: pa.Table, manifest: dict) -> str:
+    """A short text summary of a run's results, as read back from Parquet."""
+    rows = table.to_pylist()
+    lines = [f"{len(rows)} rows read back from {len(manifest['files'])} Parquet file(s); "
+             f"{manifest['summary']['errors']} error(s); {manifest['images_per_s']} images/s"]
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["label"] or "(error)"] = counts.get(r["label"] or "(error)", 0) + 1
+    lines.append("labels: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])))
+    scored: dict[str, list[bool]] = {}
+    for r in rows:
+        if r["cls"] and r["label"] and r["cls"] != "unknown":
+            source = json.loads(r["meta"])["source"] if r["meta"] else "imagenet"
+            scored.setdefault(source, []).append(r["label"] == r["cls"])
+    for source, hits in sorted(scored.items()):
+        lines.append(f"agreement with the .cls label, {source}: {sum(hits)}/{len(hits)} ({100 * sum(hits) / len(hits):.0f}%)")
+    for r in rows:
+        if r["error"]:
+            lines.append(f"error row: {r['source_uri']}: {r['error']}")
+    return "\n".join(lines)
+
+
+def run_demo(workdir: Path, keep_store: bool = False) -> dict:
+    from recog.config import InferConfig
+    from recog.pipeline import run_inference
+
+    data = find_shared_data()
+    print(f"[demo] sample data: {data / 'photos' if data else 'drawn here (../shared/data not found)'}")
+    store = EmbeddedStore(workdir / "store").start()
+    try:
+        os.environ.update(store.env())  # this process and the local Ray workers it starts use the store
+        opts = StorageOptions.from_env()
+        print(f"[demo] object store: SeaweedFS at {store.endpoint_url}, data in {store.data_dir}")
+        t0 = time.monotonic()
+        objects = sample_inputs(data)
+        for key, body in objects.items():
+            storage.write_bytes(f"s3://{BUCKET}/{key}", body, opts)
+        print(f"[demo] uploaded {len(objects)} objects to s3://{BUCKET}/inputs/ in {time.monotonic() - t0:.1f}s")
+        output = f"s3://{BUCKET}/results"
+        manifest = run_inference(InferConfig(input=f"s3://{BUCKET}/inputs/", output=output))
+        print("[demo] " + report(read_results(output, manifest, opts), manifest).replace("\n", "\n[demo] "))
+        print(f"[demo] Parquet: {output}/part-*.parquet, manifest {output}/_runs/{manifest['run_id']}.json")
+        print(f"[demo] the store keeps them under {store.data_dir}; to open it again: "
+              f"recog store serve --dir {store.data_dir}")
+        if keep_store:
+            print(f"[demo] store still running at {store.endpoint_url}; credentials in {store.data_dir}/credentials.env. Ctrl+C stops it.")
+            while True:
+                time.sleep(3600)
+        return manifest
+    finally:
+        store.stop()

@@ -1,0 +1,95 @@
+"""Predict: the model as a callable class, one instance per Ray actor (GPU or CPU).
+
+The heavy set-up happens once in `__init__`; `__call__` takes a batch of preprocessed rows
+(uint8 pixels), classifies the rows without an error, and returns every row with its label,
+score and raw top-k classes. Normalisation happens on the device, after the uint8 copy.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from recog import models, taxonomy
+from recog.models import ModelSpec
+from recog.storage import StorageOptions
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class Classifier:
+    """A model on a device that turns uint8 NHWC pixels into class probabilities."""
+
+    def __init__(self, spec: ModelSpec, opts: StorageOptions, device: str = "auto", threads: int | None = None):
+        if threads:
+            torch.set_num_threads(threads)
+        self.device = pick_device(device)
+        self.model = models.build(spec, opts).to(self.device, memory_format=torch.channels_last)
+        p = spec.preprocessing
+        # Folding /255 into mean and std: x_norm = (x_uint8 - 255*mean) / (255*std).
+        self.mean = torch.tensor(p.mean, device=self.device).view(1, 3, 1, 1) * 255
+        self.std = torch.tensor(p.std, device=self.device).view(1, 3, 1, 1) * 255
+        self.amp = self.device.type == "cuda"
+
+    @torch.inference_mode()
+    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        """(N, H, W, 3) uint8 -> (N, classes) float32 softmax probabilities."""
+        x = torch.from_numpy(pixels)
+        if self.device.type == "cuda":
+            x = x.pin_memory().to(self.device, non_blocking=True)
+        x = x.permute(0, 3, 1, 2).float().sub_(self.mean).div_(self.std).contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            logits = self.model(x)
+        return torch.softmax(logits.float(), dim=1).cpu().numpy()
+
+
+class Predictor:
+    """Ray Data map_batches class: preprocessed rows in, labeled rows out (pixels dropped)."""
+
+    def __init__(self, spec: ModelSpec, opts: StorageOptions, device: str = "auto", topk: int = 5,
+                 min_vehicle_score: float = 0.1, threads: int | None = None):
+        self.spec = spec
+        self.min_vehicle_score = min_vehicle_score
+        self.classifier = Classifier(spec, opts, device, threads)
+        self.matrix, self.labels = spec.label_matrix()
+        self.classes = np.asarray(spec.classes, dtype=object)
+        self.topk = min(topk, len(spec.classes))
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        n = batch.num_rows
+        ok = np.asarray(batch.column("error").is_null())
+        pixels = batch.column("image").combine_chunks().to_numpy()
+        label = np.full(n, None, dtype=object)
+        score = np.full(n, np.nan, dtype=np.float32)
+        top_labels, top_scores = [None] * n, [None] * n
+        if ok.any():
+            probs = self.classifier.probabilities(np.ascontiguousarray(pixels[ok]))
+            names, best = taxonomy.labels_from_probs(probs, self.matrix, self.labels, self.min_vehicle_score)
+            top = np.argsort(-probs, axis=1)[:, : self.topk]
+            rows = np.flatnonzero(ok)
+            label[rows] = names
+            score[rows] = best
+            for j, i in enumerate(rows):
+                top_labels[i] = self.classes[top[j]].tolist()
+                top_scores[i] = probs[j, top[j]].tolist()
+        now = dt.datetime.now(dt.timezone.utc)
+        out = batch.drop_columns(["image"])
+        columns = {
+            "label": pa.array(label, pa.string()),
+            "score": pa.array(score, pa.float32(), mask=~ok),
+            "topk_labels": pa.array(top_labels, pa.list_(pa.string())),
+            "topk_scores": pa.array(top_scores, pa.list_(pa.float32())),
+            "model": pa.array([self.spec.name] * n, pa.string()),
+            "model_version": pa.array([self.spec.version] * n, pa.string()),
+            "processed_at": pa.array([now] * n, pa.timestamp("ms", tz="UTC")),
+        }
+        for name, col in columns.items():
+            out = out.append_column(name, col)
+        return out

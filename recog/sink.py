@@ -1,0 +1,139 @@
+"""Sink: labeled rows -> one Parquet file per unit, then a run manifest written last.
+
+Rows (no pixels: a few hundred bytes each) stream back to the driver, which gathers them per
+unit. A unit is complete when its `last` record has arrived and every record before it; its
+rows are then sorted and written as `part-<unit_id>.parquet`, a name fixed by the unit's inputs
+and the model, so writing a unit twice replaces a file rather than adding a duplicate. Rows
+that arrive twice (a retried task) are dropped by record number. After the last unit the run's
+manifest goes to `_runs/<run_id>.json`: the list of files the run committed, its
+configuration and its summary.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import io
+import json
+import secrets
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from recog import storage
+from recog.storage import StorageOptions
+
+OUTPUT_SCHEMA = pa.schema([
+    pa.field("source_uri", pa.string(), metadata={"doc": "object the image was read from (tar shard or image file)"}),
+    pa.field("shard", pa.string(), metadata={"doc": "tar shard file name; null for loose images"}),
+    pa.field("key", pa.string(), metadata={"doc": "sample key (WebDataset key, or path below the input prefix)"}),
+    pa.field("member", pa.string(), metadata={"doc": "image member in the shard, or image file name"}),
+    pa.field("width", pa.int32(), metadata={"doc": "width of the original image in pixels"}),
+    pa.field("height", pa.int32(), metadata={"doc": "height of the original image in pixels"}),
+    pa.field("label", pa.string(), metadata={"doc": "vehicle type (car, pickup, van, truck, bus, motorcycle, bicycle, other_vehicle, not_vehicle)"}),
+    pa.field("score", pa.float32(), metadata={"doc": "probability of the label"}),
+    pa.field("topk_labels", pa.list_(pa.string()), metadata={"doc": "the model's own top-k classes"}),
+    pa.field("topk_scores", pa.list_(pa.float32()), metadata={"doc": "their probabilities"}),
+    pa.field("cls", pa.string(), metadata={"doc": "the sample's .cls sidecar, if any"}),
+    pa.field("meta", pa.string(), metadata={"doc": "the sample's .json sidecar (JSON text), if any"}),
+    pa.field("error", pa.string(), metadata={"doc": "why this input has no label; null when it has one"}),
+    pa.field("model", pa.string(), metadata={"doc": "model name"}),
+    pa.field("model_version", pa.string(), metadata={"doc": "sha256 prefix of the model weights"}),
+    pa.field("run_id", pa.string(), metadata={"doc": "the run that wrote the row"}),
+    pa.field("unit_id", pa.string(), metadata={"doc": "unit of work (one output file)"}),
+    pa.field("record", pa.int32(), metadata={"doc": "position of the input within its unit"}),
+    pa.field("processed_at", pa.timestamp("ms", tz="UTC"), metadata={"doc": "when the model labeled it"}),
+])
+
+
+def new_run_id() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def unit_file(unit_id: str) -> str:
+    return f"part-{unit_id}.parquet"
+
+
+def to_output(rows: pa.Table, run_id: str) -> pa.Table:
+    """Order a complete unit's rows by record and give them exactly the output schema."""
+    rows = rows.sort_by("record")
+    rows = rows.append_column("run_id", pa.array([run_id] * rows.num_rows, pa.string()))
+    return pa.table({f.name: rows.column(f.name).cast(f.type) for f in OUTPUT_SCHEMA}, schema=OUTPUT_SCHEMA)
+
+
+@dataclass
+class _Pending:
+    parts: list[pa.Table] = field(default_factory=list)
+    seen: set[int] = field(default_factory=set)
+    total: int | None = None  # known once the `last` record arrived
+
+
+@dataclass
+class Summary:
+    units: int = 0
+    rows: int = 0
+    errors: int = 0
+    labels: collections.Counter = field(default_factory=collections.Counter)
+
+    def add(self, table: pa.Table) -> int:
+        """Count a unit's rows; return how many of them are errors."""
+        errors = table.num_rows - table.column("error").null_count
+        self.units += 1
+        self.rows += table.num_rows
+        self.errors += errors
+        self.labels.update(v for v in table.column("label").to_pylist() if v is not None)
+        return errors
+
+    def to_dict(self) -> dict:
+        return {"units": self.units, "rows": self.rows, "errors": self.errors, "labels": dict(self.labels.most_common())}
+
+
+class UnitWriter:
+    """Gathers streamed rows per unit and writes each unit's file as soon as it is complete."""
+
+    def __init__(self, output: str, run_id: str, opts: StorageOptions):
+        self.output, self.run_id, self.opts = output, run_id, opts
+        self.pending: dict[str, _Pending] = {}
+        self.committed: list[dict] = []
+        self.summary = Summary()
+
+    def add(self, batch: pa.Table) -> list[str]:
+        """Take a batch of labeled rows; return the ids of units it completed (and wrote)."""
+        done = []
+        for unit in pc.unique(batch.column("unit_id")).to_pylist():
+            rows = batch.filter(pc.equal(batch.column("unit_id"), unit))
+            p = self.pending.setdefault(unit, _Pending())
+            records = rows.column("record").to_pylist()
+            fresh = [r not in p.seen for r in records]
+            if not all(fresh):  # a retried task delivered some rows again
+                rows = rows.filter(pa.array(fresh))
+                records = [r for r, f in zip(records, fresh) if f]
+            p.seen.update(records)
+            p.parts.append(rows)
+            last = [r for r, is_last in zip(records, rows.column("last").to_pylist()) if is_last]
+            if last:
+                p.total = last[0] + 1
+            if p.total is not None and len(p.seen) == p.total:
+                self._write(unit, pa.concat_tables(self.pending.pop(unit).parts, promote_options="permissive"))
+                done.append(unit)
+        return done
+
+    def _write(self, unit: str, rows: pa.Table) -> None:
+        table = to_output(rows, self.run_id)
+        buf = io.BytesIO()
+        pq.write_table(table, buf, compression="zstd")
+        name = unit_file(unit)
+        storage.write_bytes(storage.join(self.output, name), buf.getvalue(), self.opts)
+        errors = self.summary.add(table)
+        self.committed.append({"unit_id": unit, "file": name, "rows": table.num_rows, "errors": errors})
+
+    def commit(self, manifest: dict) -> str:
+        """Write the run manifest (last, after every unit file); return its URI."""
+        if self.pending:
+            raise RuntimeError(f"{len(self.pending)} units are incomplete: {sorted(self.pending)[:5]}")
+        uri = storage.join(self.output, "_runs", f"{self.run_id}.json")
+        body = {**manifest, "run_id": self.run_id, "files": self.committed, "summary": self.summary.to_dict()}
+        storage.write_bytes(uri, json.dumps(body, indent=1, default=str).encode(), self.opts)
+        return uri

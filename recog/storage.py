@@ -1,0 +1,198 @@
+"""Object storage: one way to name, list, read and write data on S3-compatible stores and local disk.
+
+Every URI recog takes is either `s3://bucket/key...` or a local path (`file://` optional). S3 goes
+through pyarrow's S3 filesystem, which takes credentials from the standard AWS chain of each
+process (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE and ~/.aws, instance roles). Only
+the endpoint and region travel in `StorageOptions`, so secrets never enter job arguments,
+manifests or logs. Errors from the store are turned into `StorageError`s that say what to fix.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import uuid
+from dataclasses import dataclass
+import pyarrow.fs as pafs
+
+# Bounded retries: a transient S3 error is retried with backoff inside pyarrow; what still fails
+# raises, and the Ray task that met it is retried in turn.
+S3_MAX_ATTEMPTS = 5
+
+
+class StorageError(RuntimeError):
+    """A store refused or could not serve a request; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class StorageOptions:
+    """Where S3 is and how to reach it; no secrets (each process reads those from its environment)."""
+
+    endpoint_url: str | None = None
+    region: str | None = None
+
+    @classmethod
+    def from_env(cls, endpoint_url: str | None = None, region: str | None = None) -> "StorageOptions":
+        """Options from explicit values, falling back to AWS_ENDPOINT_URL(_S3) and AWS_REGION."""
+        endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        if endpoint and not region:
+            region = "us-east-1"  # S3-compatible servers ignore it; the AWS SDK wants one
+        return cls(endpoint_url=endpoint or None, region=region or None)
+
+
+def is_s3(uri: str) -> bool:
+    return uri.startswith("s3://")
+
+
+def join(base: str, *parts: str) -> str:
+    """Join URI parts with '/', whatever the scheme."""
+    out = base.rstrip("/")
+    for p in parts:
+        out += "/" + p.strip("/")
+    return out
+
+
+def relative(uri: str, root: str) -> str:
+    """The part of `uri` below `root` (both as given by `list_files`)."""
+    root = root.rstrip("/") + "/"
+    return uri[len(root):] if uri.startswith(root) else uri.rsplit("/", 1)[-1]
+
+
+_CREDENTIAL_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")
+
+
+@functools.lru_cache(maxsize=8)
+def _s3(opts: StorageOptions, max_attempts: int, _credentials: tuple) -> pafs.S3FileSystem:
+    # `_credentials` (the environment's) is only part of the cache key: a process whose
+    # credentials change gets a new client. The AWS SDK reads them from the environment itself.
+    kwargs = dict(
+        region=opts.region,
+        connect_timeout=5,
+        request_timeout=30,
+        retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=max_attempts),
+        allow_bucket_creation=True,
+    )
+    if opts.endpoint_url:
+        kwargs["endpoint_override"] = opts.endpoint_url
+        kwargs["scheme"] = "http" if opts.endpoint_url.startswith("http://") else "https"
+    return pafs.S3FileSystem(**kwargs)
+
+
+def filesystem(uri: str, opts: StorageOptions, max_attempts: int = S3_MAX_ATTEMPTS) -> tuple[pafs.FileSystem, str]:
+    """The filesystem that serves `uri`, and the path to hand it."""
+    if is_s3(uri):
+        return _s3(opts, max_attempts, tuple(os.environ.get(v) for v in _CREDENTIAL_VARS)), uri[len("s3://"):]
+    path = uri[len("file://"):] if uri.startswith("file://") else uri
+    return pafs.LocalFileSystem(), os.path.abspath(path)
+
+
+def _uri(uri: str, path: str) -> str:
+    return "s3://" + path if is_s3(uri) else path
+
+
+_AWS_ERROR = re.compile(r"AWS Error ([A-Z_]+)")
+_ADVICE = {
+    "SIGNATURE_DOES_NOT_MATCH": "the secret key was rejected: check AWS_SECRET_ACCESS_KEY (or the profile in AWS_PROFILE)",
+    "INVALID_ACCESS_KEY_ID": "the access key is unknown to this store: check AWS_ACCESS_KEY_ID (or the profile in AWS_PROFILE)",
+    "ACCESS_DENIED": "access denied: the credentials lack permission here, or none were found (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE)",
+    "NO_SUCH_BUCKET": "the bucket does not exist at this endpoint: check the URI, or --endpoint-url / AWS_ENDPOINT_URL",
+    "NETWORK_CONNECTION": "cannot reach the store: check --endpoint-url / AWS_ENDPOINT_URL and that the server is running",
+}
+
+
+def explain(err: BaseException, uri: str, opts: StorageOptions) -> StorageError:
+    """Turn a filesystem error into a StorageError that names the URI, the endpoint and the fix."""
+    where = f"{uri} (endpoint {opts.endpoint_url or 'AWS default'})" if is_s3(uri) else uri
+    m = _AWS_ERROR.search(str(err))
+    if m and m.group(1) in _ADVICE:
+        return StorageError(f"{where}: {_ADVICE[m.group(1)]} [{m.group(1)}]")
+    if isinstance(err, FileNotFoundError):
+        return StorageError(f"{where}: not found")
+    return StorageError(f"{where}: {err}")
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    uri: str
+    size: int
+
+
+def list_files(uri: str, opts: StorageOptions, max_attempts: int = S3_MAX_ATTEMPTS) -> list[FileEntry]:
+    """All files at or below `uri`, sorted by URI. A URI naming one file lists that file."""
+    fs, path = filesystem(uri, opts, max_attempts)
+    try:
+        if not is_s3(uri) and os.path.isfile(path):
+            return [FileEntry(uri, os.path.getsize(path))]
+        # Listing first: its errors name the problem precisely (a HEAD request's 403 cannot).
+        infos = fs.get_file_info(pafs.FileSelector(path.rstrip("/"), recursive=True, allow_not_found=True))
+        files = [FileEntry(_uri(uri, i.path), i.size) for i in infos if i.type == pafs.FileType.File]
+        if not files and is_s3(uri):
+            info = fs.get_file_info(path)
+            if info.type == pafs.FileType.File:
+                return [FileEntry(uri, info.size)]
+            bucket = path.split("/", 1)[0]
+            if fs.get_file_info(bucket).type == pafs.FileType.NotFound:
+                raise StorageError(f"{uri} (endpoint {opts.endpoint_url or 'AWS default'}): "
+                                   f"{_ADVICE['NO_SUCH_BUCKET']} [NO_SUCH_BUCKET]")
+    except OSError as e:
+        raise explain(e, uri, opts) from e
+    return sorted(files, key=lambda f: f.uri)
+
+
+def open_input(uri: str, opts: StorageOptions):
+    """A sequential read stream for `uri` (use as a context manager)."""
+    fs, path = filesystem(uri, opts)
+    return fs.open_input_stream(path)
+
+
+def read_bytes(uri: str, opts: StorageOptions) -> bytes:
+    with open_input(uri, opts) as f:
+        return f.read()
+
+
+def write_bytes(uri: str, data: bytes, opts: StorageOptions, max_attempts: int = S3_MAX_ATTEMPTS) -> None:
+    """Write an object so that readers see either nothing or all of it.
+
+    On S3 an object appears only when its upload completes; on local disk we write a temporary
+    file beside the target and rename it into place.
+    """
+    fs, path = filesystem(uri, opts, max_attempts)
+    if is_s3(uri):
+        with fs.open_output_stream(path) as f:
+            f.write(data)
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def exists(uri: str, opts: StorageOptions) -> bool:
+    fs, path = filesystem(uri, opts)
+    return fs.get_file_info(path).type == pafs.FileType.File
+
+
+def delete(uri: str, opts: StorageOptions, max_attempts: int = S3_MAX_ATTEMPTS) -> None:
+    fs, path = filesystem(uri, opts, max_attempts)
+    fs.delete_file(path)
+
+
+def check_access(input_uri: str, output_uri: str, opts: StorageOptions) -> list[FileEntry]:
+    """Fail fast, before any cluster work: list the input and prove the output is writable.
+
+    Returns the input listing. One attempt per request, so a wrong key or a dead endpoint fails
+    in seconds instead of after the retry budget meant for long jobs.
+    """
+    files = list_files(input_uri, opts, max_attempts=1)
+    if not files:
+        raise StorageError(f"{input_uri}: nothing there to read")
+    probe = join(output_uri, "_runs", f".write-probe-{uuid.uuid4().hex[:8]}")
+    try:
+        write_bytes(probe, b"", opts, max_attempts=1)
+        delete(probe, opts, max_attempts=1)
+    except OSError as e:
+        raise explain(e, output_uri, opts) from e
+    return files

@@ -1,0 +1,123 @@
+"""The vehicle taxonomy: how a classifier's classes become the vehicle types recog reports.
+
+A model trained on ImageNet knows 1000 classes, about fifty of them land vehicles. Each of those
+maps to one coarse type below; the probability of a type is the sum of the probabilities of its
+ImageNet classes, and what is left over is `not_vehicle`. An image is labeled with the likeliest
+vehicle type when the vehicle types together hold at least `min_vehicle_score` (default 0.1,
+twice what 50 classes of 1000 get by chance), else `not_vehicle`. The bar sits low because tiny
+or blurred crops spread their mass thinly. A model fine-tuned on vehicle types (`recog train`)
+has its own classes; those map to themselves.
+
+Mapping choices worth knowing (they follow ../shared/data/photos/labels.csv where it has a say):
+ambulance and police van are vans; moving van, fire engine and tow truck are trucks; minibus is
+a bus; station wagon, jeep, limousine, cab and the car parts "car wheel" and "grille" are cars;
+mopeds and scooters are motorcycles; tandem, tricycle and unicycle are bicycles. Exotic classes
+that a road camera's low-resolution view of an ordinary vehicle resembles are folded into that
+type: amphibian (an amphibious car) is a car, half track a truck, snowmobile a motorcycle.
+Trams, trains, tractors, forklifts, go-karts, golf carts, tanks, horse carts and rickshaws are
+`other_vehicle`. Aircraft and boats are not road traffic: `not_vehicle`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+VEHICLE_TYPES = ("car", "pickup", "van", "truck", "bus", "motorcycle", "bicycle", "other_vehicle")
+NOT_VEHICLE = "not_vehicle"
+LABELS = VEHICLE_TYPES + (NOT_VEHICLE,)
+
+# ImageNet-1k class index -> vehicle type. Names as in torchvision's ImageNet category list.
+IMAGENET_VEHICLES: dict[int, str] = {
+    # cars
+    436: "car",  # beach wagon
+    468: "car",  # cab
+    479: "car",  # car wheel
+    511: "car",  # convertible
+    581: "car",  # grille
+    609: "car",  # jeep
+    627: "car",  # limousine
+    661: "car",  # Model T
+    751: "car",  # racer
+    817: "car",  # sports car
+    408: "car",  # amphibian (an amphibious car)
+    # pickups
+    717: "pickup",  # pickup
+    # vans
+    407: "van",  # ambulance
+    656: "van",  # minivan
+    734: "van",  # police van
+    757: "van",  # recreational vehicle
+    # trucks
+    555: "truck",  # fire engine
+    569: "truck",  # garbage truck
+    675: "truck",  # moving van
+    803: "truck",  # snowplow
+    864: "truck",  # tow truck
+    867: "truck",  # trailer truck
+    586: "truck",  # half track
+    # buses
+    654: "bus",  # minibus
+    779: "bus",  # school bus
+    874: "bus",  # trolleybus
+    # two wheelers
+    665: "motorcycle",  # moped
+    670: "motorcycle",  # motor scooter
+    802: "motorcycle",  # snowmobile
+    444: "bicycle",  # bicycle-built-for-two
+    671: "bicycle",  # mountain bike
+    870: "bicycle",  # tricycle
+    880: "bicycle",  # unicycle
+    # everything else that moves on land
+    466: "other_vehicle",  # bullet train
+    547: "other_vehicle",  # electric locomotive
+    561: "other_vehicle",  # forklift
+    565: "other_vehicle",  # freight car
+    573: "other_vehicle",  # go-kart
+    575: "other_vehicle",  # golfcart
+    595: "other_vehicle",  # harvester
+    603: "other_vehicle",  # horse cart
+    612: "other_vehicle",  # jinrikisha
+    705: "other_vehicle",  # passenger car (railway)
+    820: "other_vehicle",  # steam locomotive
+    829: "other_vehicle",  # streetcar
+    847: "other_vehicle",  # tank
+    866: "other_vehicle",  # tractor
+}
+
+
+def imagenet_matrix(num_classes: int = 1000) -> np.ndarray:
+    """A (num_classes, len(LABELS)) 0/1 matrix: class probabilities @ matrix = label probabilities."""
+    m = np.zeros((num_classes, len(LABELS)), dtype=np.float32)
+    m[:, LABELS.index(NOT_VEHICLE)] = 1.0
+    for idx, vtype in IMAGENET_VEHICLES.items():
+        m[idx, LABELS.index(NOT_VEHICLE)] = 0.0
+        m[idx, LABELS.index(vtype)] = 1.0
+    return m
+
+
+def identity_matrix(classes: list[str] | tuple[str, ...]) -> tuple[np.ndarray, tuple[str, ...]]:
+    """For a model whose classes are already the labels: the identity, and the classes as labels."""
+    return np.eye(len(classes), dtype=np.float32), tuple(classes)
+
+
+def labels_from_probs(probs: np.ndarray, matrix: np.ndarray, labels: tuple[str, ...],
+                      min_vehicle_score: float = 0.1) -> tuple[list[str], np.ndarray]:
+    """Label and its probability for each row of class probabilities `probs` (N, C).
+
+    When the labels include `not_vehicle`, an image is a vehicle if its vehicle types together
+    hold at least `min_vehicle_score` of the probability, and then the likeliest type; otherwise
+    it is `not_vehicle` with the remaining probability. Models with their own classes: argmax.
+    """
+    label_probs = probs @ matrix
+    rows = np.arange(len(label_probs))
+    if NOT_VEHICLE not in labels:
+        best = label_probs.argmax(axis=1)
+        return [labels[i] for i in best], label_probs[rows, best]
+    nv = labels.index(NOT_VEHICLE)
+    vehicle = np.delete(label_probs, nv, axis=1)
+    vehicle_labels = [lab for i, lab in enumerate(labels) if i != nv]
+    best = vehicle.argmax(axis=1)
+    mass = vehicle.sum(axis=1)
+    is_vehicle = mass >= min_vehicle_score
+    names = [vehicle_labels[b] if v else NOT_VEHICLE for b, v in zip(best, is_vehicle)]
+    return names, np.where(is_vehicle, vehicle[rows, best], 1.0 - mass).astype(np.float32)

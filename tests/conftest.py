@@ -1,0 +1,63 @@
+"""Shared fixtures: a real SeaweedFS server and a real local Ray, started once per test session.
+
+Unit tests (no server, no Ray) run first; tests marked `integration` are moved to the end.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import pytest
+
+from recog.objectstore import EmbeddedStore
+from recog.storage import StorageOptions
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("RECOG_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: item.get_closest_marker("integration") is not None)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (SHARED_DATA / "photos" / "labels.csv").exists():
+        pytest.skip(f"no shared data at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def store(tmp_path_factory) -> EmbeddedStore:
+    """A SeaweedFS S3 server on 127.0.0.1; this process (and the Ray it starts) uses its credentials."""
+    with EmbeddedStore(tmp_path_factory.mktemp("store")) as s:
+        os.environ.update(s.env())
+        yield s
+
+
+@pytest.fixture(scope="session")
+def opts(store) -> StorageOptions:
+    return StorageOptions.from_env()
+
+
+@pytest.fixture
+def bucket(store, opts) -> str:
+    """A fresh bucket URI (s3://...) for one test."""
+    import pyarrow.fs as pafs
+
+    name = "t-" + secrets.token_hex(4)
+    pafs.S3FileSystem(endpoint_override=store.endpoint_url, scheme="http", region="us-east-1",
+                      allow_bucket_creation=True).create_dir(name)
+    return f"s3://{name}"
+
+
+@pytest.fixture(scope="session")
+def ray_local(store):
+    """A local Ray with this machine's CPUs, started after the store so workers inherit its env."""
+    import ray
+
+    ray.init(address="local", include_dashboard=False, logging_level="WARNING")
+    yield ray
+    ray.shutdown()

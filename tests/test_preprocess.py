@@ -1,0 +1,77 @@
+import numpy as np
+import pyarrow as pa
+import pytest
+from PIL import Image
+
+from recog.preprocess import DecodeError, Preprocessing, decode_image, preprocess_batch
+from tests.imagedata import encode, jpeg, png
+
+PREP = Preprocessing(input_size=32, resize_size=36)
+
+
+def test_decode_resizes_short_side_and_centre_crops_keeping_uint8():
+    # left half black, right half white, 200x100: after resize (72x36) and a 32 crop from the
+    # middle, the left columns are black and the right columns white.
+    img = Image.new("RGB", (200, 100), (0, 0, 0))
+    img.paste((255, 255, 255), (100, 0, 200, 100))
+    pixels, w, h = decode_image(encode(img, "PNG"), PREP)
+    assert (w, h) == (200, 100)
+    assert pixels.shape == (32, 32, 3) and pixels.dtype == np.uint8
+    assert pixels[:, :10].max() < 10 and pixels[:, -10:].min() > 245
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "P", "LA", "I;16"])
+def test_any_png_mode_becomes_rgb(mode):
+    pixels, w, h = decode_image(png(mode), PREP)
+    assert pixels.shape == (32, 32, 3) and (w, h) == (40, 30)
+
+
+def test_sixteen_bit_png_is_scaled_not_clipped():
+    pixels, _, _ = decode_image(png("I;16"), PREP)
+    assert 0 < pixels.mean() < 250  # PIL's plain convert() would clip it all to white
+
+
+def test_cmyk_jpeg_decodes():
+    pixels, _, _ = decode_image(encode(Image.new("CMYK", (50, 50), (0, 255, 255, 0)), "JPEG"), PREP)
+    assert pixels[..., 0].mean() > 200 and pixels[..., 1].mean() < 60  # red
+
+
+def test_exif_orientation_is_applied():
+    img = Image.new("RGB", (60, 30), (0, 0, 255))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees on display
+    _, w, h = decode_image(encode(img, "JPEG", exif=exif.tobytes()), PREP)
+    assert (w, h) == (30, 60)
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"", "empty file"),
+    (b"hello, I am text with a .jpg name", "not a recognised image format"),
+    (jpeg(64, 64)[:300], "cannot decode image"),
+])
+def test_bad_bytes_raise_a_specific_error(data, message):
+    with pytest.raises(DecodeError, match=message):
+        decode_image(data, PREP)
+
+
+def test_decompression_bomb_is_refused(monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(DecodeError, match="too large"):
+        decode_image(png("RGB", 100, 100), PREP)
+
+
+def test_batch_keeps_every_row_and_marks_failures():
+    batch = pa.table({
+        "key": ["good", "bad", "read-failed"],
+        "data": [jpeg(), b"junk", None],
+        "error": [None, None, "object disappeared"],
+    })
+    out = preprocess_batch(batch, PREP)
+    assert out.column_names == ["key", "width", "height", "error", "image"]
+    assert out.column("error").to_pylist()[0] is None
+    assert "not a recognised image format" in out.column("error").to_pylist()[1]
+    assert out.column("error").to_pylist()[2] == "object disappeared"
+    assert out.column("width").to_pylist() == [64, None, None]
+    images = out.column("image").combine_chunks().to_numpy()
+    assert images.shape == (3, 32, 32, 3) and images.dtype == np.uint8
+    assert images[0].mean() > 0 and images[1].max() == 0

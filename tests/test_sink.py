@@ -1,0 +1,68 @@
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from recog.sink import OUTPUT_SCHEMA, UnitWriter, unit_file
+from recog.storage import StorageOptions
+
+
+def rows(unit, records, total):
+    """Labeled rows as the predictor emits them (extra columns such as `last` are dropped by the sink)."""
+    n = len(records)
+    return pa.table({
+        "unit_id": [unit] * n, "record": pa.array(records, pa.int32()), "last": [r == total - 1 for r in records],
+        "source_uri": [f"s3://b/{unit}.tar"] * n, "shard": [f"{unit}.tar"] * n, "key": [f"k{r}" for r in records],
+        "member": [f"k{r}.jpg" for r in records], "width": pa.array([10] * n, pa.int32()),
+        "height": pa.array([10] * n, pa.int32()), "cls": pa.array([None] * n, pa.string()),
+        "meta": pa.array([None] * n, pa.string()), "error": pa.array([None if r % 3 else "bad" for r in records], pa.string()),
+        "label": [None if r % 3 == 0 else "car" for r in records], "score": pa.array([0.5] * n, pa.float32()),
+        "topk_labels": [["cab"]] * n, "topk_scores": pa.array([[0.5]] * n, pa.list_(pa.float32())),
+        "model": ["m"] * n, "model_version": ["v"] * n,
+        "processed_at": pa.array([0] * n, pa.timestamp("ms", tz="UTC")),
+    })
+
+
+def test_units_are_written_when_complete_whatever_the_arrival_order(tmp_path):
+    w = UnitWriter(str(tmp_path), "run-1", StorageOptions())
+    assert w.add(pa.concat_tables([rows("a", [4, 0], 5), rows("b", [1], 2)])) == []
+    assert w.add(rows("b", [0], 2)) == ["b"]
+    assert w.add(rows("a", [2, 3, 1], 5)) == ["a"]
+    table = pq.read_table(tmp_path / unit_file("a"))
+    assert table.schema.equals(OUTPUT_SCHEMA, check_metadata=False)
+    assert table.column("record").to_pylist() == [0, 1, 2, 3, 4]
+    assert set(table.column("run_id").to_pylist()) == {"run-1"}
+
+
+def test_rows_delivered_twice_are_written_once(tmp_path):
+    w = UnitWriter(str(tmp_path), "r", StorageOptions())
+    w.add(rows("a", [0, 1], 3))
+    w.add(rows("a", [1, 0], 3))  # a retried task sends them again
+    assert w.add(rows("a", [2], 3)) == ["a"]
+    assert pq.read_table(tmp_path / unit_file("a")).column("record").to_pylist() == [0, 1, 2]
+
+
+def test_manifest_is_written_last_and_lists_the_files(tmp_path):
+    w = UnitWriter(str(tmp_path), "r7", StorageOptions())
+    w.add(rows("a", [0, 1, 2], 3))
+    uri = w.commit({"job": "infer"})
+    manifest = json.loads(open(uri).read())
+    assert manifest["files"] == [{"unit_id": "a", "file": unit_file("a"), "rows": 3, "errors": 1}]
+    assert manifest["summary"] == {"units": 1, "rows": 3, "errors": 1, "labels": {"car": 2}}
+
+
+def test_commit_refuses_while_a_unit_is_incomplete(tmp_path):
+    w = UnitWriter(str(tmp_path), "r", StorageOptions())
+    w.add(rows("a", [0, 2], 3))
+    with pytest.raises(RuntimeError, match="1 units are incomplete"):
+        w.commit({})
+    assert not (tmp_path / "_runs").exists()
+
+
+def test_readme_documents_every_output_column():
+    from tests.conftest import REPO
+
+    readme = (REPO / "README.md").read_text()
+    for f in OUTPUT_SCHEMA:
+        assert f"| `{f.name}` |" in readme, f"README lacks the column {f.name}"

@@ -1,0 +1,129 @@
+import io
+import json
+
+import pytest
+
+from recog import sources
+from recog.sources import Unit, iter_tar_samples, plan_units, read_unit, split_key
+from recog.storage import FileEntry, StorageOptions
+from tests.imagedata import jpeg, tar_shard
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("000123.jpg", ("000123", "jpg")),
+    ("dir/sub/000123.seg.PNG", ("dir/sub/000123", "seg.png")),
+    ("a.b/c.json", ("a.b/c", "json")),
+    ("README", ("README", "")),
+])
+def test_split_key_follows_webdataset(name, expected):
+    assert split_key(name) == expected
+
+
+def _files(*names):
+    return [FileEntry(f"s3://b/in/{n}", 10 + i) for i, n in enumerate(names)]
+
+
+def test_plan_groups_shards_images_and_sidecars():
+    files = _files("s-0.tar", "s-1.tar", "a.jpg", "a.json", "b.png", "c.cls", "notes.txt", "d/e.webp")
+    plan = plan_units(files, "s3://b/in/", "fp", images_per_unit=2)
+    kinds = [u.kind for u in plan.units]
+    assert kinds == ["shard", "shard", "images", "images"]
+    assert (plan.shards, plan.images) == (2, 3)
+    assert sorted(plan.ignored) == ["s3://b/in/c.cls", "s3://b/in/notes.txt"]  # no image with them
+    first = plan.units[2]
+    assert [k for k, _ in first.samples] == ["a", "b"]
+    assert dict(first.samples[0][1]) == {"jpg": "s3://b/in/a.jpg", "json": "s3://b/in/a.json"}
+
+
+def test_unit_ids_are_deterministic_and_depend_on_model_and_inputs():
+    files = _files("s-0.tar", "a.jpg")
+    a = [u.unit_id for u in plan_units(files, "s3://b/in/", "model-1").units]
+    assert a == [u.unit_id for u in plan_units(files, "s3://b/in/", "model-1").units]
+    assert set(a).isdisjoint(u.unit_id for u in plan_units(files, "s3://b/in/", "model-2").units)
+    changed = [FileEntry(f.uri, f.size + 1) for f in files]
+    assert set(a).isdisjoint(u.unit_id for u in plan_units(changed, "s3://b/in/", "model-1").units)
+
+
+def test_unit_survives_a_round_trip_through_a_row():
+    unit = plan_units(_files("a.jpg", "a.cls"), "s3://b/in/", "fp").units[0]
+    assert Unit.from_row(json.loads(json.dumps(unit.to_row()))) == unit
+
+
+def test_tar_members_group_by_key_in_order():
+    data = tar_shard([("k1.jpg", b"J1"), ("k1.cls", b"car"), ("k1.json", b'{"camera": "c7"}'),
+                      ("k2.png", b"P2"), ("dir/", b""), ("k3.txt", b"T3")])
+    samples = list(iter_tar_samples(io.BytesIO(data)))
+    assert [s.key for s in samples] == ["k1", "k2", "k3"]
+    assert samples[0].files == {"jpg": b"J1", "cls": b"car", "json": b'{"camera": "c7"}'}
+
+
+def test_sample_record_carries_sidecars_or_says_what_is_missing():
+    rec = sources.sample_record(sources.Sample("k", {"jpg": b"J", "cls": b" truck\n", "json": b'{"a": 1}'},
+                                                {"jpg": "k.jpg", "cls": "k.cls", "json": "k.json"}))
+    assert (rec["member"], rec["data"], rec["cls"], rec["meta"], rec["error"]) == ("k.jpg", b"J", "truck", '{"a": 1}', None)
+    rec = sources.sample_record(sources.Sample("k", {"txt": b"x"}, {"txt": "k.txt"}))
+    assert rec["data"] is None and "no image in sample (found .txt" in rec["error"]
+
+
+def _local_shard(tmp_path, name, members):
+    path = tmp_path / name
+    path.write_bytes(tar_shard(members))
+    return Unit("u1", "shard", str(path))
+
+
+def test_read_unit_numbers_records_and_flags_the_last(tmp_path):
+    unit = _local_shard(tmp_path, "s.tar", [(f"{i:03d}.jpg", jpeg()) for i in range(70)])
+    blocks = list(read_unit(unit, StorageOptions(), block_rows=32))
+    assert [b.num_rows for b in blocks] == [32, 32, 6]
+    rows = [r for b in blocks for r in b.to_pylist()]
+    assert [r["record"] for r in rows] == list(range(70))
+    assert [r["last"] for r in rows] == [False] * 69 + [True]
+    assert rows[5]["key"] == "005" and rows[5]["shard"] == "s.tar" and rows[5]["unit_id"] == "u1"
+
+
+def test_truncated_shard_keeps_what_was_read_and_adds_an_error_row(tmp_path):
+    whole = tar_shard([(f"{i:03d}.jpg", jpeg()) for i in range(10)])
+    path = tmp_path / "cut.tar"
+    path.write_bytes(whole[: len(whole) // 2])
+    rows = [r for b in read_unit(Unit("u", "shard", str(path)), StorageOptions()) for r in b.to_pylist()]
+    assert rows[-1]["last"] and "corrupt or truncated tar shard" in rows[-1]["error"]
+    good = rows[:-1]
+    assert 0 < len(good) < 10 and all(r["error"] is None for r in good)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "empty file"),
+    (b"not a tar at all" * 100, "corrupt or truncated"),
+    (tar_shard([("notes", b"no extension, so no sample")]), "holds no samples"),
+])
+def test_empty_or_garbage_shard_is_one_error_row(tmp_path, content, message):
+    path = tmp_path / "bad.tar"
+    path.write_bytes(content)
+    rows = [r for b in read_unit(Unit("u", "shard", str(path)), StorageOptions()) for r in b.to_pylist()]
+    assert len(rows) == 1 and rows[0]["last"] and message in rows[0]["error"]
+
+
+def test_loose_images_read_with_sidecars(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(jpeg())
+    (tmp_path / "a.cls").write_bytes(b"bus")
+    (tmp_path / "b.jpg").write_bytes(jpeg())
+    files = [FileEntry(str(p), p.stat().st_size) for p in sorted(tmp_path.iterdir())]
+    unit = plan_units(files, str(tmp_path), "fp").units[0]
+    (tmp_path / "b.jpg").unlink()  # disappears between listing and reading
+    rows = [r for b in read_unit(unit, StorageOptions()) for r in b.to_pylist()]
+    assert [(r["key"], r["cls"], r["error"] is None) for r in rows] == [("a", "bus", True), ("b", None, False)]
+    assert "disappeared" in rows[1]["error"] and rows[1]["source_uri"].endswith("b.jpg")
+
+
+def test_non_utf8_member_names_are_stored_safely(tmp_path):
+    import tarfile
+
+    path = tmp_path / "names.tar"
+    with tarfile.open(path, "w", encoding="utf-8", errors="surrogateescape") as tar:
+        for name in ("caf\udce9.jpg", "../../etc/passwd.jpg"):
+            data = jpeg()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    rows = [r for b in read_unit(Unit("u", "shard", str(path)), StorageOptions()) for r in b.to_pylist()]
+    assert [r["key"] for r in rows] == ["caf\ufffd", "../../etc/passwd"]

@@ -1,0 +1,60 @@
+import time
+
+import pytest
+
+from recog import storage
+from recog.storage import StorageError, StorageOptions
+
+
+def test_write_list_read_round_trip(bucket, opts):
+    storage.write_bytes(f"{bucket}/in/b.jpg", b"B", opts)
+    storage.write_bytes(f"{bucket}/in/sub/a.jpg", b"AA", opts)
+    files = storage.list_files(f"{bucket}/in/", opts)
+    assert [(f.uri, f.size) for f in files] == [(f"{bucket}/in/b.jpg", 1), (f"{bucket}/in/sub/a.jpg", 2)]
+    assert storage.list_files(f"{bucket}/in/sub/a.jpg", opts)[0].size == 2  # one object lists itself
+    assert storage.read_bytes(f"{bucket}/in/sub/a.jpg", opts) == b"AA"
+    assert storage.list_files(f"{bucket}/nothing/", opts) == []
+
+
+def test_local_paths_work_the_same(tmp_path):
+    opts = StorageOptions()
+    storage.write_bytes(str(tmp_path / "x" / "a.bin"), b"123", opts)
+    assert [f.size for f in storage.list_files(str(tmp_path), opts)] == [3]
+    assert not list(tmp_path.glob("x/*.tmp-*"))  # the temporary file was renamed into place
+
+
+def test_wrong_secret_says_which_variable_to_fix(bucket, opts, monkeypatch):
+    storage.write_bytes(f"{bucket}/in/a.jpg", b"A", opts)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    with pytest.raises(StorageError, match="AWS_SECRET_ACCESS_KEY.*SIGNATURE_DOES_NOT_MATCH"):
+        storage.check_access(f"{bucket}/in/", f"{bucket}/out/", opts)
+
+
+def test_unknown_access_key_says_which_variable_to_fix(bucket, opts, monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "nobody")
+    with pytest.raises(StorageError, match="AWS_ACCESS_KEY_ID"):
+        storage.check_access(f"{bucket}/in/", f"{bucket}/out/", opts)
+
+
+def test_missing_bucket_and_empty_prefix(bucket, opts):
+    with pytest.raises(StorageError, match="bucket does not exist"):
+        storage.check_access("s3://no-such-bucket-here/in/", f"{bucket}/out/", opts)
+    with pytest.raises(StorageError, match="nothing there to read"):
+        storage.check_access(f"{bucket}/empty/", f"{bucket}/out/", opts)
+
+
+def test_unreachable_endpoint_fails_in_seconds_not_minutes():
+    opts = StorageOptions(endpoint_url="http://127.0.0.1:9", region="us-east-1")
+    t0 = time.monotonic()
+    with pytest.raises(StorageError, match="cannot reach the store"):
+        storage.check_access("s3://b/in/", "s3://b/out/", opts)
+    assert time.monotonic() - t0 < 30  # one attempt per request, not the long-job retry budget
+
+
+def test_endpoint_and_region_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://minio:9000")
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    assert StorageOptions.from_env() == StorageOptions("http://minio:9000", "us-east-1")
+    assert StorageOptions.from_env("http://other:1").endpoint_url == "http://other:1"

@@ -1,0 +1,49 @@
+import numpy as np
+
+from recog import taxonomy
+from recog.models import imagenet_classes
+from recog.taxonomy import IMAGENET_VEHICLES, LABELS, NOT_VEHICLE, imagenet_matrix, labels_from_probs
+
+
+def test_every_imagenet_class_maps_to_exactly_one_label():
+    m = imagenet_matrix()
+    assert m.shape == (1000, len(LABELS))
+    assert np.all(m.sum(axis=1) == 1)
+    assert m[:, LABELS.index(NOT_VEHICLE)].sum() == 1000 - len(IMAGENET_VEHICLES)
+
+
+def test_mapping_names_match_the_imagenet_class_list():
+    names = imagenet_classes()
+    assert names[717] == "pickup" and IMAGENET_VEHICLES[717] == "pickup"
+    assert names[779] == "school bus" and IMAGENET_VEHICLES[779] == "bus"
+    assert names[670] == "motor scooter" and IMAGENET_VEHICLES[670] == "motorcycle"
+    assert names[404] == "airliner" and 404 not in IMAGENET_VEHICLES
+    # at least the taxonomy: car, van, truck, bus, motorcycle, bicycle, other vehicle
+    assert {"car", "van", "truck", "bus", "motorcycle", "bicycle", "other_vehicle"} <= set(IMAGENET_VEHICLES.values())
+
+
+def _probs(**mass):
+    p = np.zeros((1, 1000), dtype=np.float32)
+    idx = {"cab": 468, "minivan": 656, "sports_car": 817, "tabby": 281}
+    for k, v in mass.items():
+        p[0, idx[k]] = v
+    return p
+
+
+def test_type_probability_is_the_sum_of_its_classes():
+    # cab 0.3 + sports car 0.3 = car 0.6 beats minivan 0.4 although minivan is the top class
+    names, scores = labels_from_probs(_probs(cab=0.3, sports_car=0.3, minivan=0.4), imagenet_matrix(), LABELS)
+    assert names == ["car"] and np.isclose(scores[0], 0.6)
+
+
+def test_little_vehicle_mass_is_not_vehicle():
+    names, scores = labels_from_probs(_probs(cab=0.05, tabby=0.95), imagenet_matrix(), LABELS, 0.1)
+    assert names == ["not_vehicle"] and np.isclose(scores[0], 0.95)
+    names, _ = labels_from_probs(_probs(cab=0.05, tabby=0.95), imagenet_matrix(), LABELS, 0.01)
+    assert names == ["car"]
+
+
+def test_own_classes_map_to_themselves():
+    matrix, labels = taxonomy.identity_matrix(["bus", "car"])
+    names, scores = labels_from_probs(np.array([[0.2, 0.8], [0.9, 0.1]]), matrix, labels)
+    assert names == ["car", "bus"] and np.allclose(scores, [0.8, 0.9])
