@@ -1,7 +1,8 @@
 """The `recog` command. Each subcommand is a thin parser over a job in jobs/ or a local tool here.
 
     recog demo                      # the whole path on the embedded store, with sample data
-    recog infer --input ... --output ...
+    recog infer --input ... --output ...         # images: tar shards, loose files
+    recog footage --input ... --output ... --fps 1   # videos
     recog store serve               # the embedded S3 store, in the foreground
 """
 
@@ -36,6 +37,7 @@ def demo_args(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=add_help)
     p.add_argument("--workdir", default="recog-data", help="where the embedded store keeps its data (default ./recog-data)")
     p.add_argument("--keep-store", action="store_true", help="keep the store running after the demo, until Ctrl+C")
+    p.add_argument("--drawn", action="store_true", help="use pictures drawn on the spot, even if ../shared/data is there")
     return p
 
 
@@ -44,7 +46,7 @@ def demo_main(args: argparse.Namespace) -> int:
 
     from recog.demo import run_demo
 
-    run_demo(Path(args.workdir), keep_store=args.keep_store)
+    run_demo(Path(args.workdir), keep_store=args.keep_store, drawn=args.drawn)
     return 0
 
 
@@ -68,17 +70,20 @@ def store_main(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from jobs import infer
+    from jobs import footage, infer
 
     parser = argparse.ArgumentParser(prog="recog", description="Vehicle recognition over image archives and camera footage, on Ray.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands = {
         "demo": (demo_args, demo_main, "run the whole pipeline on the embedded store with sample data"),
         "infer": (infer.get_args_parser, infer.main, "label images in tar shards / image prefixes -> Parquet"),
+        "footage": (footage.get_args_parser, footage.main, "label sampled frames of video files -> Parquet"),
         "store": (store_args, store_main, "run the embedded S3 object store (SeaweedFS)"),
     }
     for name, (get_parser, main, help_text) in commands.items():
-        p = sub.add_parser(name, parents=[get_parser(add_help=False)], help=help_text, description=help_text)
+        parent = get_parser(add_help=False)
+        p = sub.add_parser(name, parents=[parent], help=help_text, description=parent.description or help_text,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
         p.set_defaults(main=main)
     return parser
 

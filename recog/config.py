@@ -8,6 +8,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from recog.storage import StorageOptions
+from recog.video import Sampling
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,17 @@ class InferConfig:
     topk: int = 5
     min_vehicle_score: float = 0.1  # vehicle types must hold this much probability, else not_vehicle
     images_per_unit: int = 256  # loose images per output file
+    media: str = "images"  # "images": tar shards and loose images; "video": video files
+    fps: float | None = 1.0  # video: frames per second of video time (or every_n, or keyframes)
+    every_n: int | None = None
+    keyframes: bool = False
+    segment_seconds: float = 60.0  # video: length of the pieces a video is cut into
+    name_pattern: str | None = None  # video: e.g. "{camera}_{start:%Y%m%dT%H%M%S}.mp4"
     ray_address: str | None = None  # None: RAY_ADDRESS, else a private local Ray
+
+    @property
+    def sampling(self) -> Sampling:
+        return Sampling(self.fps if not (self.every_n or self.keyframes) else None, self.every_n, self.keyframes)
 
     @property
     def storage(self) -> StorageOptions:

@@ -1,8 +1,9 @@
-"""The embedded default, end to end: store up, sample data in, the job, a summary read back.
+"""The embedded default, end to end: store up, sample data in, the jobs, a summary read back.
 
-Sample data are real photos from ../shared/data when it is there (traffic-camera crops packed
-as WebDataset shards, ImageNet vehicle photos as loose images), otherwise pictures drawn here.
-One deliberately corrupt file shows how a bad input ends: as a row with an error.
+Sample data are real photos and a traffic clip from ../shared/data when it is there
+(traffic-camera crops packed as WebDataset shards, ImageNet vehicle photos as loose images),
+otherwise pictures and a clip drawn here. One deliberately corrupt file shows how a bad input
+ends: as a row with an error.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import os
 import random
 import tarfile
+import tempfile
 import time
 from pathlib import Path
 
@@ -69,6 +71,34 @@ def drawn_image(seed: int, size: int = 320) -> bytes:
     return out.getvalue()
 
 
+def drawn_clip(seconds: int = 10, fps: int = 10) -> bytes:
+    """An H.264 clip of the drawn pictures, one picture per second."""
+    import av
+    import numpy as np
+    from PIL import Image
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "clip.mp4"
+        with av.open(str(path), "w") as out:
+            stream = out.add_stream("libx264", rate=fps)
+            stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+            for i in range(seconds * fps):
+                img = np.asarray(Image.open(io.BytesIO(drawn_image(i // fps))).convert("RGB"))
+                for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                    out.mux(packet)
+            for packet in stream.encode(None):
+                out.mux(packet)
+        return path.read_bytes()
+
+
+def sample_footage(data: Path | None) -> dict[str, bytes]:
+    """Object key -> bytes: one traffic clip with a .json sidecar naming its camera and start."""
+    clip = data / "videos" / "ahmetozlu_input_video.mp4" if data else None
+    sidecar = json.dumps({"camera": "demo-cam", "start": "2026-11-03T08:00:00Z"}).encode()
+    return {"footage/roadside.mp4": clip.read_bytes() if clip and clip.exists() else drawn_clip(),
+            "footage/roadside.json": sidecar}
+
+
 def sample_inputs(data: Path | None, per_class: int = 40, shards: int = 4) -> dict[str, bytes]:
     """Object key -> bytes: tar shards of camera crops, loose photos with .cls sidecars, one corrupt file."""
     objects: dict[str, bytes] = {}
@@ -115,7 +145,7 @@ def report(table: pa.Table, manifest: dict) -> str:
     """A short text summary of a run's results, as read back from Parquet."""
     rows = table.to_pylist()
     lines = [f"{len(rows)} rows read back from {len(manifest['files'])} Parquet file(s); "
-             f"{manifest['summary']['errors']} error(s); {manifest['images_per_s']} images/s"]
+             f"{manifest['summary']['errors']} error(s); {manifest['rows_per_s']} images/s"]
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["label"] or "(error)"] = counts.get(r["label"] or "(error)", 0) + 1
@@ -133,26 +163,43 @@ def report(table: pa.Table, manifest: dict) -> str:
     return "\n".join(lines)
 
 
-def run_demo(workdir: Path, keep_store: bool = False) -> dict:
+def footage_report(table: pa.Table) -> str:
+    """Frames per label, and the first few frames with their times."""
+    rows = sorted(table.to_pylist(), key=lambda r: r["pts_s"] if r["pts_s"] is not None else -1)
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["label"] or "(error)"] = counts.get(r["label"] or "(error)", 0) + 1
+    lines = [f"{len(rows)} frames at 1 fps from {len({r['source_uri'] for r in rows})} video(s); labels: "
+             + ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))]
+    for r in rows[:3]:
+        lines.append(f"  {r['camera']} {r['wall_time']:%Y-%m-%d %H:%M:%S} (t={r['pts_s']:.2f} s, frame {r['frame_index']}): "
+                     f"{r['label']} {r['score']:.2f}, top class {r['topk_labels'][0]}")
+    return "\n[demo] ".join(lines)
+
+
+def run_demo(workdir: Path, keep_store: bool = False, drawn: bool = False) -> dict:
     from recog.config import InferConfig
     from recog.pipeline import run_inference
 
-    data = find_shared_data()
-    print(f"[demo] sample data: {data / 'photos' if data else 'drawn here (../shared/data not found)'}")
+    data = None if drawn else find_shared_data()
+    print(f"[demo] sample data: {data if data else 'drawn here (no ../shared/data, or --drawn)'}")
     store = EmbeddedStore(workdir / "store").start()
     try:
         os.environ.update(store.env())  # this process and the local Ray workers it starts use the store
         opts = StorageOptions.from_env()
         print(f"[demo] object store: SeaweedFS at {store.endpoint_url}, data in {store.data_dir}")
         t0 = time.monotonic()
-        objects = sample_inputs(data)
+        objects = {**sample_inputs(data), **sample_footage(data)}
         for key, body in objects.items():
             storage.write_bytes(f"s3://{BUCKET}/{key}", body, opts)
-        print(f"[demo] uploaded {len(objects)} objects to s3://{BUCKET}/inputs/ in {time.monotonic() - t0:.1f}s")
+        print(f"[demo] uploaded {len(objects)} objects to s3://{BUCKET}/ in {time.monotonic() - t0:.1f}s")
         output = f"s3://{BUCKET}/results"
         manifest = run_inference(InferConfig(input=f"s3://{BUCKET}/inputs/", output=output))
         print("[demo] " + report(read_results(output, manifest, opts), manifest).replace("\n", "\n[demo] "))
         print(f"[demo] Parquet: {output}/part-*.parquet, manifest {output}/_runs/{manifest['run_id']}.json")
+        footage = run_inference(InferConfig(input=f"s3://{BUCKET}/footage/", output=output, media="video",
+                                            fps=1.0, segment_seconds=10))
+        print("[demo] footage: " + footage_report(read_results(output, footage, opts)))
         print(f"[demo] the store keeps them under {store.data_dir}; to open it again: "
               f"recog store serve --dir {store.data_dir}")
         if keep_store:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import os
 import secrets
 import shutil
@@ -106,6 +107,7 @@ class EmbeddedStore:
         self.s3_port = s3_port
         self.credentials = load_or_create_credentials(self.data_dir)
         self._proc: subprocess.Popen | None = None
+        self._lock: int | None = None
 
     @property
     def endpoint_url(self) -> str:
@@ -115,7 +117,28 @@ class EmbeddedStore:
         """Environment variables that point AWS clients (and recog) at this store."""
         return {**self.credentials.env(), "AWS_ENDPOINT_URL": self.endpoint_url, "AWS_REGION": "us-east-1"}
 
+    def _take_lock(self) -> None:
+        """One server per data directory: a second would fail deep inside SeaweedFS."""
+        fd = os.open(self.data_dir / "recog-store.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StoreError(f"the store in {self.data_dir} is already running in another process "
+                             "(a `recog store serve`?): stop it, or give another directory") from None
+        self._lock = fd
+
     def start(self, timeout: float = 60.0) -> "EmbeddedStore":
+        self._take_lock()
+        try:
+            self._launch()
+            self._wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _launch(self) -> None:
         if self.s3_port is None:
             self.s3_port = free_ports(1)[0]
         elif not _port_free(self.s3_port):
@@ -132,16 +155,12 @@ class EmbeddedStore:
             f"-admin.port={admin}", f"-admin.port.grpc={admin_grpc}", "-admin.ui=false",
             "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
         ]
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.data_dir / "weed.log", "ab")
-        env = {**os.environ, **self.credentials.env()}  # weed mini takes its admin identity from these
-        self._proc = subprocess.Popen(
-            args, cwd=self.data_dir, env=env, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,
-        )
-        log.close()
-        self._wait_ready(timeout)
-        return self
+        with open(self.data_dir / "weed.log", "ab") as log:
+            env = {**os.environ, **self.credentials.env()}  # weed mini takes its admin identity from these
+            self._proc = subprocess.Popen(
+                args, cwd=self.data_dir, env=env, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,
+            )
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -155,20 +174,21 @@ class EmbeddedStore:
                 return  # the S3 gateway answers (403 without a signature): it is up
             except OSError:
                 time.sleep(0.2)
-        self.stop()
         raise StoreError(f"SeaweedFS did not answer on {self.endpoint_url} within {timeout:.0f}s; see {self.data_dir / 'weed.log'}")
 
     def stop(self) -> None:
-        if self._proc is None:
-            return
-        if self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-        self._proc = None
+        if self._proc is not None:
+            if self._proc.poll() is None:
+                self._proc.terminate()
+                try:
+                    self._proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    self._proc.kill()
+                    self._proc.wait()
+            self._proc = None
+        if self._lock is not None:
+            os.close(self._lock)  # releases the data directory for the next server
+            self._lock = None
 
     @property
     def running(self) -> bool:

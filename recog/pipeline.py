@@ -14,17 +14,20 @@ import logging
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Iterator
 
-from recog import models, sink, sources, storage
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from recog import models, preprocess, sink, sources, storage, video
 from recog.config import InferConfig
 from recog.models import ModelSpec
-from recog.preprocess import preprocess_batch
 from recog.predict import Predictor
+from recog.preprocess import Preprocessing
 from recog.progress import Progress
 from recog.storage import StorageOptions
-
-log = logging.getLogger("recog")
 
 ACTOR_MEMORY = 2 << 30  # bytes of RAM reserved per predictor actor (torch + model + a batch)
 
@@ -74,7 +77,14 @@ def init_ray(address: str | None) -> None:
         ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING)
 
 
-def build_pipeline(units: list[sources.Unit], spec: ModelSpec, res: Resources, opts: StorageOptions, cfg: InferConfig):
+def load_units(units: pa.Table, opts: StorageOptions, prep: Preprocessing, sampling: video.Sampling) -> Iterator[pa.Table]:
+    """The CPU stage: read each unit and turn its records into model input (uint8 pixels)."""
+    for row in units.to_pylist():
+        for records in sources.read_unit(sources.Unit.from_row(row), opts, sampling):
+            yield preprocess.model_input(records, prep, sources.RECORD_SCHEMA)
+
+
+def build_pipeline(units: list[sources.Unit], spec: ModelSpec, res: Resources, cfg: InferConfig):
     """The Ray Data chain, every stage with its resources in one place."""
     import ray.data
 
@@ -83,14 +93,13 @@ def build_pipeline(units: list[sources.Unit], spec: ModelSpec, res: Resources, o
     ctx.print_on_execution_start = False
     return (
         ray.data.from_items([u.to_row() for u in units], override_num_blocks=max(1, len(units)))
-        # read + decode: CPU tasks, one unit at a time, fused into one task by Ray Data
-        .map_batches(sources.read_units_batch, batch_size=1, batch_format="pyarrow", fn_kwargs={"opts": opts})
-        .map_batches(preprocess_batch, batch_size=None, batch_format="pyarrow",
-                     fn_kwargs={"prep": spec.preprocessing})
+        # read + decode + resize: CPU tasks, one unit (shard, image group, video segment) each
+        .map_batches(load_units, batch_size=1, batch_format="pyarrow",
+                     fn_kwargs={"opts": cfg.storage, "prep": spec.preprocessing, "sampling": cfg.sampling})
         # the model: a pool of actors, each with its own GPU (or CPUs)
         .map_batches(
             Predictor,
-            fn_constructor_kwargs={"spec": spec, "opts": opts, "device": res.device, "topk": cfg.topk,
+            fn_constructor_kwargs={"spec": spec, "opts": cfg.storage, "device": res.device, "topk": cfg.topk,
                                    "min_vehicle_score": cfg.min_vehicle_score,
                                    "threads": None if res.gpus_per_actor else int(res.cpus_per_actor)},
             batch_size=res.batch_size,
@@ -106,20 +115,41 @@ def build_pipeline(units: list[sources.Unit], spec: ModelSpec, res: Resources, o
     )
 
 
+def plan(cfg: InferConfig, files: list[storage.FileEntry], fingerprint: str) -> sources.Plan:
+    """Units of work for the job's media; video headers are read here, a few at a time."""
+    result = sources.plan_units(files, cfg.input, fingerprint, cfg.images_per_unit, cfg.media)
+    if cfg.media == "video" and result.videos:
+        uris = [files_[sources.pick(files_, video.VIDEO_EXTS)] for _, files_ in result.videos]
+        sidecars = {files_[sources.pick(files_, video.VIDEO_EXTS)]: files_.get("json") for _, files_ in result.videos}
+        with ThreadPoolExecutor(16) as pool:  # header reads are small and latency-bound
+            infos = dict(zip(uris, pool.map(lambda u: video.probe(u, cfg.storage), uris)))
+            metas = dict(zip(sidecars, pool.map(
+                lambda u: storage.read_bytes(u, cfg.storage).decode("utf-8", "replace") if u else None, sidecars.values())))
+        result.units = sources.plan_segments(result.videos, infos, metas, fingerprint, cfg.sampling,
+                                             cfg.segment_seconds, cfg.name_pattern)
+    return result
+
+
 def run_inference(cfg: InferConfig, out=sys.stdout) -> dict:
     """Run the inference job end to end; return the run manifest."""
     started = dt.datetime.now(dt.timezone.utc)
     opts = cfg.storage
-    print(f"[recog] infer {json.dumps(cfg.to_dict())}", file=out, flush=True)
+    print(f"[recog] {cfg.media} job {json.dumps(cfg.to_dict())}", file=out, flush=True)
     files = storage.check_access(cfg.input, cfg.output, opts)
     spec = models.resolve(cfg.model, cfg.weights, list(cfg.classes) if cfg.classes else None, opts)
-    fingerprint = json.dumps({"model": spec.to_dict(), "topk": cfg.topk, "min_vehicle_score": cfg.min_vehicle_score}, sort_keys=True)
-    plan = sources.plan_units(files, cfg.input, fingerprint, cfg.images_per_unit)
-    if not plan.units:
-        raise storage.StorageError(f"{cfg.input}: no tar shards or images ({', '.join(sources.IMAGE_EXTS)}) found")
-    print(f"[recog] {plan.shards} shard(s), {plan.images} loose image(s) -> {len(plan.units)} unit(s); "
-          f"model {spec.name} {spec.version}" + (f"; ignored {len(plan.ignored)} other file(s)" if plan.ignored else ""),
-          file=out, flush=True)
+    settings = {"model": spec.to_dict(), "topk": cfg.topk, "min_vehicle_score": cfg.min_vehicle_score}
+    if cfg.media == "video":
+        settings["sampling"] = cfg.sampling.describe()
+    work = plan(cfg, files, json.dumps(settings, sort_keys=True))
+    if not work.units:
+        wanted = "videos (" + ", ".join(video.VIDEO_EXTS) + ")" if cfg.media == "video" else \
+            "tar shards or images (" + ", ".join(sources.IMAGE_EXTS) + ")"
+        raise storage.StorageError(f"{cfg.input}: no {wanted} found")
+    found = (f"{len(work.videos)} video(s) -> {len(work.units)} segment(s) of {float(cfg.sampling.segment_length(cfg.segment_seconds)):g} s, "
+             f"sampling {cfg.sampling.describe()}" if cfg.media == "video" else
+             f"{work.shards} shard(s), {work.images} loose image(s) -> {len(work.units)} unit(s)")
+    print(f"[recog] {found}; model {spec.name} {spec.version}"
+          + (f"; ignored {len(work.ignored)} other file(s)" if work.ignored else ""), file=out, flush=True)
 
     import ray
 
@@ -129,25 +159,26 @@ def run_inference(cfg: InferConfig, out=sys.stdout) -> dict:
 
     run_id = sink.new_run_id()
     writer = sink.UnitWriter(cfg.output, run_id, opts)
-    progress = Progress(len(plan.units))
+    progress = Progress(len(work.units), label="frames" if cfg.media == "video" else "images")
     t0 = time.monotonic()
-    ds = build_pipeline(plan.units, spec, res, opts, cfg)
-    for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+    for batch in build_pipeline(work.units, spec, res, cfg).iter_batches(batch_format="pyarrow", batch_size=None):
         done = writer.add(batch)
-        progress.update(units=len(done), rows=batch.num_rows,
+        inputs = batch.num_rows - pc.sum(batch.column("end")).as_py()
+        progress.update(units=len(done), rows=inputs,
                         errors=batch.num_rows - batch.column("error").null_count)
     elapsed = time.monotonic() - t0
     summary = writer.summary
     manifest_uri = writer.commit({
-        "job": "infer", "status": "committed", "started_at": started.isoformat(),
-        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(), "elapsed_s": round(elapsed, 3),
-        "images_per_s": round(summary.rows / elapsed, 2) if elapsed else None,
+        "job": "footage" if cfg.media == "video" else "infer", "status": "committed",
+        "started_at": started.isoformat(), "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "elapsed_s": round(elapsed, 3), "rows_per_s": round(summary.rows / elapsed, 2) if elapsed else None,
         "config": cfg.to_dict(), "model": spec.to_dict() | {"classes": len(spec.classes)},
-        "resources": res.__dict__, "inputs": {"shards": plan.shards, "images": plan.images, "ignored": len(plan.ignored)},
+        "resources": res.__dict__,
+        "inputs": {"shards": work.shards, "images": work.images, "videos": len(work.videos), "ignored": len(work.ignored)},
     })
     labels = ", ".join(f"{k} {v}" for k, v in summary.labels.most_common())
     print(f"[recog] run {run_id}: {summary.rows} rows in {summary.units} file(s), {summary.errors} error(s), "
-          f"{summary.rows / elapsed:.1f} images/s | {labels}", file=out, flush=True)
+          f"{summary.rows / elapsed:.1f} {progress.label}/s | {labels}", file=out, flush=True)
     print(f"[recog] results: {cfg.output}  manifest: {manifest_uri}", file=out, flush=True)
     return json.loads(storage.read_bytes(manifest_uri, opts))
 

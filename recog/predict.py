@@ -64,7 +64,7 @@ class Predictor:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         n = batch.num_rows
-        ok = np.asarray(batch.column("error").is_null())
+        ok = np.asarray(batch.column("error").is_null()) & ~np.asarray(batch.column("end").to_numpy(zero_copy_only=False))
         pixels = batch.column("image").combine_chunks().to_numpy()
         label = np.full(n, None, dtype=object)
         score = np.full(n, np.nan, dtype=np.float32)

@@ -88,27 +88,38 @@ def decode_image(data: bytes, prep: Preprocessing) -> tuple[np.ndarray, int, int
     return pixels, width, height
 
 
-def preprocess_batch(batch: pa.Table, prep: Preprocessing) -> pa.Table:
-    """Replace the `data` column (encoded bytes) by `image` (uint8 tensor), `width` and `height`.
+def frame_pixels(frame: Image.Image, prep: Preprocessing) -> tuple[np.ndarray, int, int]:
+    """A decoded video frame -> model-ready pixels, with its width and height."""
+    try:
+        return resize_crop(to_rgb(frame), prep), frame.width, frame.height
+    except Exception as e:  # noqa: BLE001 - a bad frame must become a row
+        raise DecodeError(f"cannot convert frame: {type(e).__name__}: {e}") from None
 
-    Rows that already carry an error (a read failure) or fail to decode keep a black image.
-    """
+
+def model_input(records: list[dict], prep: Preprocessing, schema: pa.Schema) -> pa.Table:
+    """Records (with `data` bytes or a decoded `frame`) -> a table of their `schema` fields plus
+    `width`, `height` and `image` (uint8 tensor). Records that failed to decode get `error` and a
+    black image; so do end-of-unit records, which carry no input."""
     from ray.data.extensions import ArrowTensorArray  # the tensor column type Ray Data batches natively
 
-    n = batch.num_rows
+    n = len(records)
     images = np.zeros((n, prep.input_size, prep.input_size, 3), dtype=np.uint8)
     widths: list[int | None] = [None] * n
     heights: list[int | None] = [None] * n
-    errors = batch.column("error").to_pylist()
-    for i, data in enumerate(batch.column("data").to_pylist()):
-        if errors[i] is not None:
+    errors = [r["error"] for r in records]
+    for i, r in enumerate(records):
+        if errors[i] is not None or r["end"]:
             continue
         try:
-            images[i], widths[i], heights[i] = decode_image(data, prep)
+            if r.get("frame") is not None:
+                images[i], widths[i], heights[i] = frame_pixels(r["frame"], prep)
+            else:
+                images[i], widths[i], heights[i] = decode_image(r["data"], prep)
         except DecodeError as e:
             errors[i] = str(e)
-    out = batch.drop_columns(["data", "error"])
-    out = out.append_column("width", pa.array(widths, pa.int32()))
-    out = out.append_column("height", pa.array(heights, pa.int32()))
-    out = out.append_column("error", pa.array(errors, pa.string()))
-    return out.append_column("image", ArrowTensorArray.from_numpy(images))
+    table = pa.Table.from_pylist([{f: r[f] for f in schema.names if f != "error"} for r in records],
+                                 schema=pa.schema([f for f in schema if f.name != "error"]))
+    table = table.append_column("error", pa.array(errors, pa.string()))
+    table = table.append_column("width", pa.array(widths, pa.int32()))
+    table = table.append_column("height", pa.array(heights, pa.int32()))
+    return table.append_column("image", ArrowTensorArray.from_numpy(images))

@@ -1,8 +1,8 @@
 """Sink: labeled rows -> one Parquet file per unit, then a run manifest written last.
 
 Rows (no pixels: a few hundred bytes each) stream back to the driver, which gathers them per
-unit. A unit is complete when its `last` record has arrived and every record before it; its
-rows are then sorted and written as `part-<unit_id>.parquet`, a name fixed by the unit's inputs
+unit. A unit is complete when its end-of-unit record has arrived and every record before it;
+its rows are then sorted and written as `part-<unit_id>.parquet`, a name fixed by the unit's inputs
 and the model, so writing a unit twice replaces a file rather than adding a duplicate. Rows
 that arrive twice (a retried task) are dropped by record number. After the last unit the run's
 manifest goes to `_runs/<run_id>.json`: the list of files the run committed, its
@@ -38,6 +38,10 @@ OUTPUT_SCHEMA = pa.schema([
     pa.field("topk_scores", pa.list_(pa.float32()), metadata={"doc": "their probabilities"}),
     pa.field("cls", pa.string(), metadata={"doc": "the sample's .cls sidecar, if any"}),
     pa.field("meta", pa.string(), metadata={"doc": "the sample's .json sidecar (JSON text), if any"}),
+    pa.field("camera", pa.string(), metadata={"doc": "camera, from the .json sidecar or the video file name"}),
+    pa.field("frame_index", pa.int64(), metadata={"doc": "video: frame number (time x nominal rate); null for images"}),
+    pa.field("pts_s", pa.float64(), metadata={"doc": "video: presentation time in seconds from the start; null for images"}),
+    pa.field("wall_time", pa.timestamp("ms", tz="UTC"), metadata={"doc": "when it was recorded, if known (video start + pts, or the image's timestamp)"}),
     pa.field("error", pa.string(), metadata={"doc": "why this input has no label; null when it has one"}),
     pa.field("model", pa.string(), metadata={"doc": "model name"}),
     pa.field("model_version", pa.string(), metadata={"doc": "sha256 prefix of the model weights"}),
@@ -67,7 +71,7 @@ def to_output(rows: pa.Table, run_id: str) -> pa.Table:
 class _Pending:
     parts: list[pa.Table] = field(default_factory=list)
     seen: set[int] = field(default_factory=set)
-    total: int | None = None  # known once the `last` record arrived
+    total: int | None = None  # records in the unit, known once its end record arrived
 
 
 @dataclass
@@ -111,11 +115,11 @@ class UnitWriter:
                 rows = rows.filter(pa.array(fresh))
                 records = [r for r, f in zip(records, fresh) if f]
             p.seen.update(records)
-            p.parts.append(rows)
-            last = [r for r, is_last in zip(records, rows.column("last").to_pylist()) if is_last]
-            if last:
-                p.total = last[0] + 1
-            if p.total is not None and len(p.seen) == p.total:
+            ends = [r for r, end in zip(records, rows.column("end").to_pylist()) if end]
+            if ends:
+                p.total = ends[0]
+            p.parts.append(rows.filter(pc.invert(rows.column("end"))))
+            if p.total is not None and len(p.seen) == p.total + 1:
                 self._write(unit, pa.concat_tables(self.pending.pop(unit).parts, promote_options="permissive"))
                 done.append(unit)
         return done

@@ -1,45 +1,46 @@
 """Sources: what to read (units of work planned from a listing) and how to read it (records).
 
-A *unit* is the piece of work that commits as one output file: one tar shard, or a group of
-loose images under a prefix. Units are planned on the driver from the file listing alone; the
-bytes are read later, on workers, one unit at a time.
+A *unit* is the piece of work that commits as one output file: one tar shard, a group of loose
+images, or one time segment of a video (see recog.video). Units are planned on the driver from
+the file listing (and, for videos, their headers); the bytes are read later, on workers.
 
-Reading a unit yields *records*: one per sample (an image with its optional `.cls`/`.json`
-sidecars), numbered 0..n-1 within the unit, the last flagged `last`. Samples are grouped the
-WebDataset way: a member `dir/000123.seg.png` has key `dir/000123` and extension `seg.png`.
-A sample or shard that cannot be read becomes a record with `error` set; every unit yields at
-least one record, so the sink can always tell when a unit is complete.
+Files are grouped into *samples* the WebDataset way: `dir/000123.jpg`, `dir/000123.cls` and
+`dir/000123.json` form the sample `dir/000123`, inside a tar shard or beside each other under a
+prefix. A sample is an image or a video, with optional `.cls` and `.json` sidecars.
+
+Reading a unit yields *records* (dicts), numbered 0..n-1 within the unit, carrying either
+encoded image bytes (`data`) or a decoded video frame (`frame`); then one end-of-unit record
+(`end` set), by which the sink knows the unit is complete, even when it holds no input at all.
+A sample, shard or video that cannot be read becomes a record with `error` set.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import tarfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Iterable, Iterator
 
 import pyarrow as pa
 
-from recog import storage
+from recog import storage, video
 from recog.storage import FileEntry, StorageOptions
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
 SHARD_SUFFIXES = (".tar", ".tar.gz", ".tgz")
-RECORDS_PER_BLOCK = 32  # encoded images per block handed to preprocessing
+RECORDS_PER_BLOCK = 32  # records per block handed on to preprocessing
 
+# The fields every record has, with their Arrow types; the payload (`data` or `frame`) comes on top.
 RECORD_SCHEMA = pa.schema([
-    ("unit_id", pa.string()),
-    ("record", pa.int32()),
-    ("last", pa.bool_()),
-    ("source_uri", pa.string()),
-    ("shard", pa.string()),
-    ("key", pa.string()),
-    ("member", pa.string()),
-    ("data", pa.binary()),
-    ("cls", pa.string()),
-    ("meta", pa.string()),
+    ("unit_id", pa.string()), ("record", pa.int32()), ("end", pa.bool_()),
+    ("source_uri", pa.string()), ("shard", pa.string()), ("key", pa.string()), ("member", pa.string()),
+    ("cls", pa.string()), ("meta", pa.string()),
+    ("camera", pa.string()), ("frame_index", pa.int64()), ("pts_s", pa.float64()),
+    ("wall_time", pa.timestamp("ms", tz="UTC")),
     ("error", pa.string()),
 ])
 
@@ -56,31 +57,44 @@ def split_key(name: str) -> tuple[str, str]:
     return (f"{head}/{stem}" if head else stem), (ext.lower() if dot else "")
 
 
-def pick_image(exts: Iterable[str]) -> str | None:
-    """The extension of the sample's image, preferring IMAGE_EXTS order."""
-    exts = list(exts)
-    for want in IMAGE_EXTS:
-        if want in exts:
-            return want
-    return None
+def pick(exts: Iterable[str], wanted: tuple[str, ...]) -> str | None:
+    """The first extension of `wanted` (in its order of preference) that the sample has."""
+    exts = set(exts)
+    return next((w for w in wanted if w in exts), None)
+
+
+def meta_context(meta_text: str | None) -> tuple[str | None, dt.datetime | None]:
+    """(camera, timestamp) from an image's .json sidecar: keys "camera" and "timestamp" (ISO 8601)."""
+    try:
+        meta = json.loads(meta_text) if meta_text else None
+        if not isinstance(meta, dict):
+            return None, None
+        camera = str(meta["camera"]) if meta.get("camera") is not None else None
+        ts = meta.get("timestamp")
+        when = dt.datetime.fromisoformat(str(ts).replace("Z", "+00:00")) if ts else None
+        if when is not None and when.tzinfo is None:
+            when = when.replace(tzinfo=dt.timezone.utc)
+        return camera, when
+    except (ValueError, TypeError):
+        return None, None
 
 
 @dataclass(frozen=True)
 class Unit:
-    """A unit of work: one shard, or loose samples `((key, ((ext, uri), ...)), ...)`."""
+    """A unit of work. `params` (JSON-able) says what to read: the samples of an image group, or
+    a video segment's bounds."""
 
     unit_id: str
-    kind: str  # "shard" | "images"
-    source: str  # the shard URI, or the first image URI of the group
-    samples: tuple = ()
+    kind: str  # "shard" | "images" | "segment"
+    source: str  # the shard or video URI, or the first image URI of the group
+    params: dict = field(default_factory=dict, hash=False)
 
     def to_row(self) -> dict:
-        return {"unit_id": self.unit_id, "kind": self.kind, "source": self.source, "samples": json.dumps(self.samples)}
+        return {"unit_id": self.unit_id, "kind": self.kind, "source": self.source, "params": json.dumps(self.params)}
 
     @classmethod
     def from_row(cls, row: dict) -> "Unit":
-        samples = tuple((k, tuple(tuple(f) for f in files)) for k, files in json.loads(row["samples"]))
-        return cls(row["unit_id"], row["kind"], row["source"], samples)
+        return cls(row["unit_id"], row["kind"], row["source"], json.loads(row["params"]))
 
 
 def unit_id(fingerprint: str, kind: str, parts: Iterable[str]) -> str:
@@ -94,33 +108,66 @@ def unit_id(fingerprint: str, kind: str, parts: Iterable[str]) -> str:
 @dataclass
 class Plan:
     units: list[Unit]
-    images: int  # loose images (shards are counted when read)
-    shards: int
-    ignored: list[str]  # files that are neither shards, images nor sidecars of images
+    shards: int = 0
+    images: int = 0  # loose images (those in shards are counted when read)
+    videos: list[tuple[str, dict[str, str]]] = field(default_factory=list)  # (key, ext -> uri), to probe
+    ignored: list[str] = field(default_factory=list)  # files this job does not read
 
 
-def plan_units(files: list[FileEntry], root: str, fingerprint: str, images_per_unit: int = 256) -> Plan:
-    """Group a listing into units: one per tar shard, and loose images in sorted groups."""
-    shards, samples, ignored = [], {}, []
+def plan_units(files: list[FileEntry], root: str, fingerprint: str, images_per_unit: int = 256,
+               media: str = "images") -> Plan:
+    """Group a listing into units: one per tar shard and loose images in sorted groups
+    (media "images"), or the video samples to probe and segment (media "video")."""
+    shards, samples = [], {}
     for f in files:
         if f.uri.lower().endswith(SHARD_SUFFIXES):
             shards.append(f)
-            continue
-        key, ext = split_key(storage.relative(f.uri, root))
-        samples.setdefault(key, {})[ext] = f
+        else:
+            key, ext = split_key(storage.relative(f.uri, root))
+            samples.setdefault(key, {})[ext] = f
+    plan = Plan(units=[])
     loose = []
     for key, by_ext in sorted(samples.items()):
-        if pick_image(by_ext):
-            loose.append((key, tuple(sorted((ext, f.uri) for ext, f in by_ext.items()))))
+        is_image, is_video = pick(by_ext, IMAGE_EXTS), pick(by_ext, video.VIDEO_EXTS)
+        if media == "images" and is_image:
+            loose.append([key, [[ext, f.uri] for ext, f in sorted(by_ext.items())]])  # JSON-shaped
+        elif media == "video" and is_video:
+            plan.videos.append((key, {ext: f.uri for ext, f in by_ext.items()}))
         else:
-            ignored.extend(f.uri for f in by_ext.values())
-    units = [Unit(unit_id(fingerprint, "shard", [f.uri, str(f.size)]), "shard", f.uri) for f in shards]
+            plan.ignored.extend(f.uri for f in by_ext.values())
+    if media == "video":
+        plan.ignored.extend(f.uri for f in shards)
+        return plan
+    plan.units = [Unit(unit_id(fingerprint, "shard", [f.uri, str(f.size)]), "shard", f.uri) for f in shards]
     sizes = {f.uri: f.size for f in files}
     for i in range(0, len(loose), images_per_unit):
-        group = tuple(loose[i:i + images_per_unit])
+        group = loose[i:i + images_per_unit]
         parts = [f"{uri}:{sizes[uri]}" for _, fs in group for _, uri in fs]
-        units.append(Unit(unit_id(fingerprint, "images", parts), "images", group[0][1][0][1], group))
-    return Plan(units, images=len(loose), shards=len(shards), ignored=ignored)
+        plan.units.append(Unit(unit_id(fingerprint, "images", parts), "images", group[0][1][0][1], {"samples": group}))
+    plan.shards, plan.images = len(shards), len(loose)
+    return plan
+
+
+def plan_segments(videos: list[tuple[str, dict[str, str]]], infos: dict[str, video.VideoInfo],
+                  metas: dict[str, str | None], fingerprint: str, sampling: video.Sampling,
+                  segment_seconds: float, name_pattern: str | None = None) -> list[Unit]:
+    """One unit per segment of each video; a video whose header cannot be read gets one unit,
+    whose reading reports the error."""
+    units = []
+    length = sampling.segment_length(segment_seconds)
+    for key, files in videos:
+        uri = files[pick(files, video.VIDEO_EXTS)]
+        info, meta = infos[uri], metas.get(uri)
+        try:
+            camera, recorded_at = video.recording_context(meta, name_pattern, uri.rsplit("/", 1)[-1])
+        except ValueError:
+            camera, recorded_at = None, None
+        # A video whose header cannot be read gets one unit; reading it reports the error.
+        bounds = [(Fraction(0), None)] if info.error else video.segment_bounds(info.duration_s, length)
+        for start, end in bounds:
+            params = video.Segment(uri, key, start, end, info.duration_s, meta, camera, recorded_at).to_params()
+            units.append(Unit(unit_id(fingerprint, "segment", [uri, json.dumps(params, sort_keys=True)]), "segment", uri, params))
+    return units
 
 
 # ---- reading -----------------------------------------------------------------------------------
@@ -159,10 +206,16 @@ def iter_tar_samples(stream) -> Iterator[Sample]:
         yield current
 
 
-def sample_record(sample: Sample) -> dict:
-    """The record fields of one sample: image bytes and sidecars, or an error."""
-    ext = pick_image(sample.files)
-    rec = {"key": sample.key, "member": None, "data": None, "cls": None, "meta": None, "error": None}
+def _blank(source: str, **fields) -> dict:
+    return {"source_uri": source, "shard": None, "key": None, "member": None, "data": None, "cls": None,
+            "meta": None, "camera": None, "frame_index": None, "pts_s": None, "wall_time": None,
+            "error": None, **fields}
+
+
+def sample_record(sample: Sample, source: str, shard: str | None) -> dict:
+    """The record of one image sample: its bytes and sidecars, or an error."""
+    rec = _blank(source, shard=shard, key=sample.key)
+    ext = pick(sample.files, IMAGE_EXTS)
     if ext is None:
         found = ", ".join(sorted("." + e for e in sample.files)) or "nothing"
         rec["error"] = f"no image in sample (found {found}; expected one of {', '.join('.' + e for e in IMAGE_EXTS)})"
@@ -174,69 +227,68 @@ def sample_record(sample: Sample) -> dict:
         text = sample.files["json"].decode("utf-8", "replace")
         try:
             json.loads(text)
-            rec["meta"] = text
         except ValueError as e:
             rec["error"] = f"sidecar {sample.members['json']} is not valid JSON: {e}"
+            return rec
+        rec["meta"] = text
+        rec["camera"], rec["wall_time"] = meta_context(text)
     return rec
 
 
 def _shard_records(unit: Unit, opts: StorageOptions) -> Iterator[dict]:
-    shard_name = unit.source.rsplit("/", 1)[-1]
+    shard = unit.source.rsplit("/", 1)[-1]
     count = 0
     try:
         with storage.open_input(unit.source, opts) as stream:
             for sample in iter_tar_samples(stream):
                 count += 1
-                yield {**sample_record(sample), "source_uri": unit.source, "shard": shard_name}
+                yield sample_record(sample, unit.source, shard)
     except FileNotFoundError:
-        yield _error_row(unit.source, shard_name, "shard disappeared after it was listed")
+        yield _blank(unit.source, shard=shard, error="shard disappeared after it was listed")
         return
     except (tarfile.TarError, EOFError, zlib.error) as e:
-        yield _error_row(unit.source, shard_name, f"corrupt or truncated tar shard after {count} samples: {e}")
+        yield _blank(unit.source, shard=shard, error=f"corrupt or truncated tar shard after {count} samples: {e}")
         return
     if count == 0:
-        yield _error_row(unit.source, shard_name, "shard holds no samples")
-
-
-def _error_row(source: str, shard: str | None, error: str) -> dict:
-    return {"source_uri": source, "shard": shard, "key": None, "member": None, "data": None,
-            "cls": None, "meta": None, "error": error}
+        yield _blank(unit.source, shard=shard, error="shard holds no samples")
 
 
 def _image_records(unit: Unit, opts: StorageOptions) -> Iterator[dict]:
-    for key, files in unit.samples:
+    for key, files in unit.params["samples"]:
         uris = dict(files)
+        image_uri = uris[pick(uris, IMAGE_EXTS)]
         sample = Sample(key, {}, {})
-        missing = []
-        for ext, uri in uris.items():
-            try:
+        try:
+            for ext, uri in uris.items():
                 sample.files[ext] = storage.read_bytes(uri, opts)
                 sample.members[ext] = uri.rsplit("/", 1)[-1]
-            except FileNotFoundError:
-                missing.append(uri)
-        image_uri = uris[pick_image(uris)]
-        rec = sample_record(sample) if not missing else {
-            **_error_row(image_uri, None, f"object disappeared after it was listed: {', '.join(missing)}"), "key": key}
-        yield {**rec, "source_uri": image_uri, "shard": None}
+        except FileNotFoundError:
+            yield _blank(image_uri, key=key, error=f"object disappeared after it was listed: {uri}")
+            continue
+        yield sample_record(sample, image_uri, None)
 
 
-def read_unit(unit: Unit, opts: StorageOptions, block_rows: int = RECORDS_PER_BLOCK) -> Iterator[pa.Table]:
-    """The records of one unit as Arrow tables of at most `block_rows` rows; the last row is flagged."""
-    rows = _shard_records(unit, opts) if unit.kind == "shard" else _image_records(unit, opts)
-    block: list[dict] = []
-    index = 0
-    pending = next(rows, None)
-    while pending is not None:
-        following = next(rows, None)
-        block.append({**pending, "unit_id": unit.unit_id, "record": index, "last": following is None})
-        index += 1
-        if len(block) >= block_rows or following is None:
-            yield pa.Table.from_pylist(block, schema=RECORD_SCHEMA)
+def _segment_records(unit: Unit, opts: StorageOptions, sampling: video.Sampling) -> Iterator[dict]:
+    seg = video.Segment.from_params(unit.params)
+    for rec in video.read_segment(seg, sampling, opts):
+        yield {**_blank(unit.source), **rec}
+
+
+def read_unit(unit: Unit, opts: StorageOptions, sampling: video.Sampling | None = None,
+              block_rows: int = RECORDS_PER_BLOCK) -> Iterator[list[dict]]:
+    """The records of one unit in blocks of at most `block_rows`, then the end-of-unit record."""
+    if unit.kind == "shard":
+        records = _shard_records(unit, opts)
+    elif unit.kind == "images":
+        records = _image_records(unit, opts)
+    else:
+        records = _segment_records(unit, opts, sampling or video.Sampling())
+    block, n = [], 0
+    for rec in records:
+        block.append({**rec, "unit_id": unit.unit_id, "record": n, "end": False})
+        n += 1
+        if len(block) >= block_rows:
+            yield block
             block = []
-        pending = following
-
-
-def read_units_batch(units: pa.Table, opts: StorageOptions) -> Iterator[pa.Table]:
-    """Ray Data adapter: a batch of unit rows -> record tables."""
-    for row in units.to_pylist():
-        yield from read_unit(Unit.from_row(row), opts)
+    block.append({**_blank(unit.source), "unit_id": unit.unit_id, "record": n, "end": True})
+    yield block

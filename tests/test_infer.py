@@ -64,7 +64,7 @@ def test_shards_and_loose_images_give_one_row_per_input(bucket, opts, ray_local)
     assert by_key["loose/x"]["source_uri"] == f"{bucket}/in/loose/x.jpg" and by_key["loose/x"]["shard"] is None
     assert {r["run_id"] for r in rows} == {manifest["run_id"]}
     assert manifest["summary"]["rows"] == 11 and manifest["summary"]["errors"] == 3
-    assert manifest["inputs"] == {"shards": 2, "images": 3, "ignored": 1}
+    assert manifest["inputs"] == {"shards": 2, "images": 3, "videos": 0, "ignored": 1}
 
 
 def test_local_input_and_output(tmp_path, ray_local):
@@ -130,7 +130,20 @@ def test_jobs_module_and_cli_share_one_parser():
 
 
 def test_readme_demo_command_runs(tmp_path):
-    proc, _ = _cli("demo", "--workdir", str(tmp_path / "recog-data"), timeout=600)
+    """As on a user's machine without ../shared/data: pictures and a clip drawn on the spot."""
+    proc, _ = _cli("demo", "--drawn", "--workdir", str(tmp_path / "recog-data"), timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "rows read back from" in proc.stdout and "error row:" in proc.stdout
+    assert "345 rows read back from 5 Parquet file(s); 1 error(s)" in proc.stdout
+    assert "error row: s3://recog-demo/inputs/photos/broken.jpg" in proc.stdout
+    assert "footage: 10 frames at 1 fps from 1 video(s)" in proc.stdout
     assert (tmp_path / "recog-data" / "store" / "credentials.env").exists()
+
+
+def test_demo_samples_from_the_shared_photos(shared_data):
+    from recog.demo import sample_footage, sample_inputs
+
+    objects = sample_inputs(shared_data)
+    shards = [k for k in objects if k.endswith(".tar")]
+    photos = [k for k in objects if k.startswith("inputs/photos/") and k.endswith(".jpg")]
+    assert len(shards) == 4 and len(photos) == 25  # 24 ImageNet photos and one broken file
+    assert set(sample_footage(shared_data)) == {"footage/roadside.mp4", "footage/roadside.json"}

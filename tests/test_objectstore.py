@@ -23,3 +23,13 @@ def test_a_second_store_starts_beside_the_first_and_stops(store, tmp_path):
         assert other.running and other.s3_port != store.s3_port
         pid = other._proc.pid
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_second_server_on_the_same_directory_is_refused_clearly(store):
+    import pytest
+
+    from recog.objectstore import StoreError
+
+    with pytest.raises(StoreError, match="already running in another process"):
+        EmbeddedStore(store.data_dir).start()
+    assert store.running

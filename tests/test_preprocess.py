@@ -3,7 +3,8 @@ import pyarrow as pa
 import pytest
 from PIL import Image
 
-from recog.preprocess import DecodeError, Preprocessing, decode_image, preprocess_batch
+from recog.preprocess import DecodeError, Preprocessing, decode_image, model_input
+from recog.sources import RECORD_SCHEMA
 from tests.imagedata import encode, jpeg, png
 
 PREP = Preprocessing(input_size=32, resize_size=36)
@@ -60,18 +61,26 @@ def test_decompression_bomb_is_refused(monkeypatch):
         decode_image(png("RGB", 100, 100), PREP)
 
 
-def test_batch_keeps_every_row_and_marks_failures():
-    batch = pa.table({
-        "key": ["good", "bad", "read-failed"],
-        "data": [jpeg(), b"junk", None],
-        "error": [None, None, "object disappeared"],
-    })
-    out = preprocess_batch(batch, PREP)
-    assert out.column_names == ["key", "width", "height", "error", "image"]
-    assert out.column("error").to_pylist()[0] is None
-    assert "not a recognised image format" in out.column("error").to_pylist()[1]
-    assert out.column("error").to_pylist()[2] == "object disappeared"
-    assert out.column("width").to_pylist() == [64, None, None]
+def _record(**fields):
+    return {**{f: None for f in RECORD_SCHEMA.names}, "unit_id": "u", "record": 0, "end": False, **fields}
+
+
+def test_model_input_keeps_every_row_and_marks_failures():
+    frame = Image.new("RGB", (320, 240), (0, 255, 0))
+    records = [
+        _record(key="good", data=jpeg()),
+        _record(key="bad", data=b"junk"),
+        _record(key="read-failed", error="object disappeared"),
+        _record(key="frame", frame=frame, frame_index=25, pts_s=1.0),
+        _record(record=4, end=True),
+    ]
+    out = model_input(records, PREP, RECORD_SCHEMA)
+    assert out.column_names == RECORD_SCHEMA.names + ["width", "height", "image"]
+    errors = out.column("error").to_pylist()
+    assert errors[0] is None and "not a recognised image format" in errors[1]
+    assert errors[2] == "object disappeared" and errors[3] is None and errors[4] is None
+    assert out.column("width").to_pylist() == [64, None, None, 320, None]
     images = out.column("image").combine_chunks().to_numpy()
-    assert images.shape == (3, 32, 32, 3) and images.dtype == np.uint8
-    assert images[0].mean() > 0 and images[1].max() == 0
+    assert images.shape == (5, 32, 32, 3) and images.dtype == np.uint8
+    assert images[0].mean() > 0 and images[1].max() == 0 and images[4].max() == 0
+    assert images[3][..., 1].min() > 250  # the green frame

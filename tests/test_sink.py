@@ -9,10 +9,10 @@ from recog.storage import StorageOptions
 
 
 def rows(unit, records, total):
-    """Labeled rows as the predictor emits them (extra columns such as `last` are dropped by the sink)."""
+    """Labeled rows as the predictor emits them; record `total` is the end-of-unit record."""
     n = len(records)
     return pa.table({
-        "unit_id": [unit] * n, "record": pa.array(records, pa.int32()), "last": [r == total - 1 for r in records],
+        "unit_id": [unit] * n, "record": pa.array(records, pa.int32()), "end": [r == total for r in records],
         "source_uri": [f"s3://b/{unit}.tar"] * n, "shard": [f"{unit}.tar"] * n, "key": [f"k{r}" for r in records],
         "member": [f"k{r}.jpg" for r in records], "width": pa.array([10] * n, pa.int32()),
         "height": pa.array([10] * n, pa.int32()), "cls": pa.array([None] * n, pa.string()),
@@ -21,13 +21,15 @@ def rows(unit, records, total):
         "topk_labels": [["cab"]] * n, "topk_scores": pa.array([[0.5]] * n, pa.list_(pa.float32())),
         "model": ["m"] * n, "model_version": ["v"] * n,
         "processed_at": pa.array([0] * n, pa.timestamp("ms", tz="UTC")),
+        "camera": pa.array([None] * n, pa.string()), "frame_index": pa.array([None] * n, pa.int64()),
+        "pts_s": pa.array([None] * n, pa.float64()), "wall_time": pa.array([None] * n, pa.timestamp("ms", tz="UTC")),
     })
 
 
 def test_units_are_written_when_complete_whatever_the_arrival_order(tmp_path):
     w = UnitWriter(str(tmp_path), "run-1", StorageOptions())
-    assert w.add(pa.concat_tables([rows("a", [4, 0], 5), rows("b", [1], 2)])) == []
-    assert w.add(rows("b", [0], 2)) == ["b"]
+    assert w.add(pa.concat_tables([rows("a", [5, 4, 0], 5), rows("b", [1], 1)])) == []
+    assert w.add(rows("b", [0], 1)) == ["b"]
     assert w.add(rows("a", [2, 3, 1], 5)) == ["a"]
     table = pq.read_table(tmp_path / unit_file("a"))
     assert table.schema.equals(OUTPUT_SCHEMA, check_metadata=False)
@@ -39,22 +41,24 @@ def test_rows_delivered_twice_are_written_once(tmp_path):
     w = UnitWriter(str(tmp_path), "r", StorageOptions())
     w.add(rows("a", [0, 1], 3))
     w.add(rows("a", [1, 0], 3))  # a retried task sends them again
-    assert w.add(rows("a", [2], 3)) == ["a"]
+    assert w.add(rows("a", [2, 3], 3)) == ["a"]
     assert pq.read_table(tmp_path / unit_file("a")).column("record").to_pylist() == [0, 1, 2]
 
 
 def test_manifest_is_written_last_and_lists_the_files(tmp_path):
     w = UnitWriter(str(tmp_path), "r7", StorageOptions())
-    w.add(rows("a", [0, 1, 2], 3))
+    w.add(rows("a", [0, 1, 2, 3], 3))
+    assert w.add(rows("empty", [0], 0)) == ["empty"]  # a unit with no inputs still completes
     uri = w.commit({"job": "infer"})
     manifest = json.loads(open(uri).read())
-    assert manifest["files"] == [{"unit_id": "a", "file": unit_file("a"), "rows": 3, "errors": 1}]
-    assert manifest["summary"] == {"units": 1, "rows": 3, "errors": 1, "labels": {"car": 2}}
+    assert manifest["files"] == [{"unit_id": "a", "file": unit_file("a"), "rows": 3, "errors": 1},
+                                 {"unit_id": "empty", "file": unit_file("empty"), "rows": 0, "errors": 0}]
+    assert manifest["summary"] == {"units": 2, "rows": 3, "errors": 1, "labels": {"car": 2}}
 
 
 def test_commit_refuses_while_a_unit_is_incomplete(tmp_path):
     w = UnitWriter(str(tmp_path), "r", StorageOptions())
-    w.add(rows("a", [0, 2], 3))
+    w.add(rows("a", [0, 3], 3))
     with pytest.raises(RuntimeError, match="1 units are incomplete"):
         w.commit({})
     assert not (tmp_path / "_runs").exists()

@@ -30,9 +30,9 @@ def test_plan_groups_shards_images_and_sidecars():
     assert kinds == ["shard", "shard", "images", "images"]
     assert (plan.shards, plan.images) == (2, 3)
     assert sorted(plan.ignored) == ["s3://b/in/c.cls", "s3://b/in/notes.txt"]  # no image with them
-    first = plan.units[2]
-    assert [k for k, _ in first.samples] == ["a", "b"]
-    assert dict(first.samples[0][1]) == {"jpg": "s3://b/in/a.jpg", "json": "s3://b/in/a.json"}
+    first = plan.units[2].params["samples"]
+    assert [k for k, _ in first] == ["a", "b"]
+    assert dict(first[0][1]) == {"jpg": "s3://b/in/a.jpg", "json": "s3://b/in/a.json"}
 
 
 def test_unit_ids_are_deterministic_and_depend_on_model_and_inputs():
@@ -58,11 +58,16 @@ def test_tar_members_group_by_key_in_order():
 
 
 def test_sample_record_carries_sidecars_or_says_what_is_missing():
-    rec = sources.sample_record(sources.Sample("k", {"jpg": b"J", "cls": b" truck\n", "json": b'{"a": 1}'},
-                                                {"jpg": "k.jpg", "cls": "k.cls", "json": "k.json"}))
-    assert (rec["member"], rec["data"], rec["cls"], rec["meta"], rec["error"]) == ("k.jpg", b"J", "truck", '{"a": 1}', None)
-    rec = sources.sample_record(sources.Sample("k", {"txt": b"x"}, {"txt": "k.txt"}))
+    meta = b'{"camera": "gate-3", "timestamp": "2026-11-03T08:00:05"}'
+    rec = sources.sample_record(sources.Sample("k", {"jpg": b"J", "cls": b" truck\n", "json": meta},
+                                                {"jpg": "k.jpg", "cls": "k.cls", "json": "k.json"}), "s3://b/s.tar", "s.tar")
+    assert (rec["member"], rec["data"], rec["cls"], rec["error"]) == ("k.jpg", b"J", "truck", None)
+    assert rec["meta"] == meta.decode() and rec["camera"] == "gate-3"
+    assert rec["wall_time"].isoformat() == "2026-11-03T08:00:05+00:00"
+    rec = sources.sample_record(sources.Sample("k", {"txt": b"x"}, {"txt": "k.txt"}), "s3://b/s.tar", "s.tar")
     assert rec["data"] is None and "no image in sample (found .txt" in rec["error"]
+    rec = sources.sample_record(sources.Sample("k", {"jpg": b"J", "json": b"{oops"}, {"jpg": "k.jpg", "json": "k.json"}), "u", None)
+    assert "k.json is not valid JSON" in rec["error"]
 
 
 def _local_shard(tmp_path, name, members):
@@ -71,23 +76,28 @@ def _local_shard(tmp_path, name, members):
     return Unit("u1", "shard", str(path))
 
 
-def test_read_unit_numbers_records_and_flags_the_last(tmp_path):
+def records(unit):
+    return [r for block in read_unit(unit, StorageOptions()) for r in block]
+
+
+def test_read_unit_numbers_records_and_ends_with_an_end_record(tmp_path):
     unit = _local_shard(tmp_path, "s.tar", [(f"{i:03d}.jpg", jpeg()) for i in range(70)])
     blocks = list(read_unit(unit, StorageOptions(), block_rows=32))
-    assert [b.num_rows for b in blocks] == [32, 32, 6]
-    rows = [r for b in blocks for r in b.to_pylist()]
-    assert [r["record"] for r in rows] == list(range(70))
-    assert [r["last"] for r in rows] == [False] * 69 + [True]
+    assert [len(b) for b in blocks] == [32, 32, 7]
+    rows = [r for b in blocks for r in b]
+    assert [r["record"] for r in rows] == list(range(71))
+    assert [r["end"] for r in rows] == [False] * 70 + [True]
     assert rows[5]["key"] == "005" and rows[5]["shard"] == "s.tar" and rows[5]["unit_id"] == "u1"
+    assert set(rows[5]) >= set(sources.RECORD_SCHEMA.names) | {"data"}
 
 
 def test_truncated_shard_keeps_what_was_read_and_adds_an_error_row(tmp_path):
     whole = tar_shard([(f"{i:03d}.jpg", jpeg()) for i in range(10)])
     path = tmp_path / "cut.tar"
     path.write_bytes(whole[: len(whole) // 2])
-    rows = [r for b in read_unit(Unit("u", "shard", str(path)), StorageOptions()) for r in b.to_pylist()]
-    assert rows[-1]["last"] and "corrupt or truncated tar shard" in rows[-1]["error"]
-    good = rows[:-1]
+    rows = records(Unit("u", "shard", str(path)))
+    assert rows[-1]["end"] and "corrupt or truncated tar shard" in rows[-2]["error"]
+    good = rows[:-2]
     assert 0 < len(good) < 10 and all(r["error"] is None for r in good)
 
 
@@ -99,8 +109,8 @@ def test_truncated_shard_keeps_what_was_read_and_adds_an_error_row(tmp_path):
 def test_empty_or_garbage_shard_is_one_error_row(tmp_path, content, message):
     path = tmp_path / "bad.tar"
     path.write_bytes(content)
-    rows = [r for b in read_unit(Unit("u", "shard", str(path)), StorageOptions()) for r in b.to_pylist()]
-    assert len(rows) == 1 and rows[0]["last"] and message in rows[0]["error"]
+    rows = records(Unit("u", "shard", str(path)))
+    assert len(rows) == 2 and rows[1]["end"] and message in rows[0]["error"]
 
 
 def test_loose_images_read_with_sidecars(tmp_path):
@@ -110,7 +120,7 @@ def test_loose_images_read_with_sidecars(tmp_path):
     files = [FileEntry(str(p), p.stat().st_size) for p in sorted(tmp_path.iterdir())]
     unit = plan_units(files, str(tmp_path), "fp").units[0]
     (tmp_path / "b.jpg").unlink()  # disappears between listing and reading
-    rows = [r for b in read_unit(unit, StorageOptions()) for r in b.to_pylist()]
+    rows = records(unit)[:-1]
     assert [(r["key"], r["cls"], r["error"] is None) for r in rows] == [("a", "bus", True), ("b", None, False)]
     assert "disappeared" in rows[1]["error"] and rows[1]["source_uri"].endswith("b.jpg")
 
@@ -125,5 +135,5 @@ def test_non_utf8_member_names_are_stored_safely(tmp_path):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
-    rows = [r for b in read_unit(Unit("u", "shard", str(path)), StorageOptions()) for r in b.to_pylist()]
+    rows = records(Unit("u", "shard", str(path)))[:-1]
     assert [r["key"] for r in rows] == ["caf\ufffd", "../../etc/passwd"]

@@ -1,0 +1,43 @@
+"""Argument groups shared by the jobs, and the config they build."""
+
+from __future__ import annotations
+
+import argparse
+
+from recog.config import InferConfig
+
+
+def add_io_args(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--input", required=True, help=f"s3://bucket/prefix/ or a local path: {what}")
+    p.add_argument("--output", required=True, help="s3://bucket/prefix/ or a local path for the Parquet results")
+    p.add_argument("--endpoint-url", default=None,
+                   help="S3-compatible endpoint, e.g. http://minio:9000 (default: AWS_ENDPOINT_URL, else AWS)")
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="efficientnet_lite0",
+                   help="architecture (default: efficientnet_lite0, ImageNet weights built in)")
+    p.add_argument("--weights", default=None, help="checkpoint (state dict) for --model, local or s3://")
+    p.add_argument("--classes", default=None, help="comma-separated class names of --weights, if not ImageNet's")
+    p.add_argument("--min-vehicle-score", type=float, default=0.1,
+                   help="probability the vehicle types must hold together, else not_vehicle (default 0.1)")
+    p.add_argument("--topk", type=int, default=5, help="raw model classes kept per image (default 5)")
+
+
+def add_cluster_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--actors", type=int, default=None, help="predictor actors (default: one per GPU, or from CPUs)")
+    p.add_argument("--cpus-per-actor", type=float, default=None, help="CPUs (torch threads) per CPU predictor actor")
+    p.add_argument("--batch-size", type=int, default=None, help="images per model call (default: 256 GPU, 32 CPU)")
+    p.add_argument("--ray-address", default=None,
+                   help="Ray cluster to run on (default: RAY_ADDRESS; without it, a private local Ray)")
+
+
+def config_from_args(args: argparse.Namespace, **job: object) -> InferConfig:
+    """The config of the common arguments; `job` adds the job's own fields."""
+    return InferConfig(
+        input=args.input, output=args.output, endpoint_url=args.endpoint_url, model=args.model,
+        weights=args.weights, classes=tuple(args.classes.split(",")) if args.classes else None,
+        min_vehicle_score=args.min_vehicle_score, topk=args.topk, device=args.device, actors=args.actors,
+        cpus_per_actor=args.cpus_per_actor, batch_size=args.batch_size, ray_address=args.ray_address, **job,
+    )
