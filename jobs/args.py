@@ -8,7 +8,9 @@ from recog.config import InferConfig
 
 
 def add_io_args(p: argparse.ArgumentParser, what: str) -> None:
-    p.add_argument("--input", required=True, help=f"s3://bucket/prefix/ or a local path: {what}")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", help=f"s3://bucket/prefix/ or a local path: {what}")
+    source.add_argument("--input-list", help="a text file (local or s3://) naming the input files, one per line")
     p.add_argument("--output", required=True, help="s3://bucket/prefix/ or a local path for the Parquet results")
     p.add_argument("--endpoint-url", default=None,
                    help="S3-compatible endpoint, e.g. http://minio:9000 (default: AWS_ENDPOINT_URL, else AWS)")
@@ -36,7 +38,7 @@ def add_cluster_args(p: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace, **job: object) -> InferConfig:
     """The config of the common arguments; `job` adds the job's own fields."""
     return InferConfig(
-        input=args.input, output=args.output, endpoint_url=args.endpoint_url, model=args.model,
+        input=args.input or args.input_list, input_list=bool(args.input_list), output=args.output, endpoint_url=args.endpoint_url, model=args.model,
         weights=args.weights, classes=tuple(args.classes.split(",")) if args.classes else None,
         min_vehicle_score=args.min_vehicle_score, topk=args.topk, device=args.device, actors=args.actors,
         cpus_per_actor=args.cpus_per_actor, batch_size=args.batch_size, ray_address=args.ray_address, **job,

@@ -13,8 +13,9 @@ from recog.video import Sampling
 
 @dataclass(frozen=True)
 class InferConfig:
-    input: str  # prefix or object: tar shards and/or loose images
+    input: str  # prefix or object to read; or, with input_list, a file listing the objects
     output: str  # prefix for the Parquet files and the run manifest
+    input_list: bool = False
     endpoint_url: str | None = None  # S3-compatible endpoint; default AWS_ENDPOINT_URL or AWS
     model: str = "efficientnet_lite0"
     weights: str | None = None  # checkpoint for a non-built-in model (local or s3://)

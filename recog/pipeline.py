@@ -117,7 +117,8 @@ def build_pipeline(units: list[sources.Unit], spec: ModelSpec, res: Resources, c
 
 def plan(cfg: InferConfig, files: list[storage.FileEntry], fingerprint: str) -> sources.Plan:
     """Units of work for the job's media; video headers are read here, a few at a time."""
-    result = sources.plan_units(files, cfg.input, fingerprint, cfg.images_per_unit, cfg.media)
+    root = storage.common_root([f.uri for f in files]) if cfg.input_list else cfg.input
+    result = sources.plan_units(files, root, fingerprint, cfg.images_per_unit, cfg.media)
     if cfg.media == "video" and result.videos:
         uris = [files_[sources.pick(files_, video.VIDEO_EXTS)] for _, files_ in result.videos]
         sidecars = {files_[sources.pick(files_, video.VIDEO_EXTS)]: files_.get("json") for _, files_ in result.videos}
@@ -135,7 +136,7 @@ def run_inference(cfg: InferConfig, out=sys.stdout) -> dict:
     started = dt.datetime.now(dt.timezone.utc)
     opts = cfg.storage
     print(f"[recog] {cfg.media} job {json.dumps(cfg.to_dict())}", file=out, flush=True)
-    files = storage.check_access(cfg.input, cfg.output, opts)
+    files = storage.check_access(cfg.input, cfg.output, opts, cfg.input_list)
     spec = models.resolve(cfg.model, cfg.weights, list(cfg.classes) if cfg.classes else None, opts)
     settings = {"model": spec.to_dict(), "topk": cfg.topk, "min_vehicle_score": cfg.min_vehicle_score}
     if cfg.media == "video":

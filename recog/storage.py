@@ -180,13 +180,50 @@ def delete(uri: str, opts: StorageOptions, max_attempts: int = S3_MAX_ATTEMPTS) 
     fs.delete_file(path)
 
 
-def check_access(input_uri: str, output_uri: str, opts: StorageOptions) -> list[FileEntry]:
+def read_list(list_uri: str, opts: StorageOptions, max_attempts: int = S3_MAX_ATTEMPTS) -> list[FileEntry]:
+    """The files named in a list file (one URI or path per line; blank lines and # comments skipped)."""
+    try:
+        text = read_bytes(list_uri, opts).decode("utf-8")
+    except FileNotFoundError:
+        raise StorageError(f"{list_uri}: input list not found") from None
+    except OSError as e:
+        raise explain(e, list_uri, opts) from e
+    uris = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    files, missing = [], []
+    for uri in uris:
+        fs, path = filesystem(uri, opts, max_attempts)
+        try:
+            info = fs.get_file_info(path)
+        except OSError as e:
+            raise explain(e, uri, opts) from e
+        if info.type == pafs.FileType.File:
+            files.append(FileEntry(uri, info.size))
+        else:
+            missing.append(uri)
+    if missing:
+        raise StorageError(f"{list_uri}: {len(missing)} listed file(s) do not exist, e.g. {', '.join(missing[:3])}")
+    return files
+
+
+def common_root(uris: list[str]) -> str:
+    """The deepest folder that holds all `uris`: what their keys are relative to."""
+    parts = [u.split("/")[:-1] for u in uris]
+    root = []
+    for level in zip(*parts):
+        if len(set(level)) > 1:
+            break
+        root.append(level[0])
+    return "/".join(root)
+
+
+def check_access(input_uri: str, output_uri: str, opts: StorageOptions, input_list: bool = False) -> list[FileEntry]:
     """Fail fast, before any cluster work: list the input and prove the output is writable.
 
-    Returns the input listing. One attempt per request, so a wrong key or a dead endpoint fails
-    in seconds instead of after the retry budget meant for long jobs.
+    Returns the input listing: the files under `input_uri`, or those it names if `input_list`.
+    One attempt per request, so a wrong key or a dead endpoint fails in seconds instead of
+    after the retry budget meant for long jobs.
     """
-    files = list_files(input_uri, opts, max_attempts=1)
+    files = read_list(input_uri, opts, 1) if input_list else list_files(input_uri, opts, max_attempts=1)
     if not files:
         raise StorageError(f"{input_uri}: nothing there to read")
     probe = join(output_uri, "_runs", f".write-probe-{uuid.uuid4().hex[:8]}")

@@ -81,3 +81,13 @@ def test_shared_traffic_clips(shared_data, bucket, opts, ray_local, capsys):
             top = collections.Counter(r["topk_labels"][0] for r in rows if r["key"] == key)
             print(f"\n{key}: {counts[key]} frames at 1 fps; labels {dict(labels.most_common())}; "
                   f"top ImageNet classes {dict(top.most_common(3))}", end="")
+
+
+def test_footage_from_an_input_list(tmp_path, ray_local):
+    for name in ("a.mp4", "b.mp4"):
+        encode_video(tmp_path / name, frames=50)
+    (tmp_path / "list.txt").write_text(f"{tmp_path / 'b.mp4'}\n")
+    manifest = run_inference(InferConfig(input=str(tmp_path / "list.txt"), input_list=True, output=str(tmp_path / "out"),
+                                         media="video", fps=1.0))
+    table = pq.read_table(tmp_path / "out" / manifest["files"][0]["file"])
+    assert table.column("key").to_pylist() == ["b", "b"] and table.column("pts_s").to_pylist() == [0.0, 1.0]

@@ -58,3 +58,15 @@ def test_endpoint_and_region_come_from_the_environment(monkeypatch):
     monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
     assert StorageOptions.from_env() == StorageOptions("http://minio:9000", "us-east-1")
     assert StorageOptions.from_env("http://other:1").endpoint_url == "http://other:1"
+
+
+def test_an_input_list_names_the_files(bucket, opts):
+    for name in ("cam-1/a.mp4", "cam-2/b.mp4", "cam-2/c.mp4"):
+        storage.write_bytes(f"{bucket}/v/{name}", b"x", opts)
+    storage.write_bytes(f"{bucket}/lists/nov.txt", f"# November\n{bucket}/v/cam-1/a.mp4\n\n{bucket}/v/cam-2/b.mp4\n".encode(), opts)
+    files = storage.check_access(f"{bucket}/lists/nov.txt", f"{bucket}/out", opts, input_list=True)
+    assert [f.uri for f in files] == [f"{bucket}/v/cam-1/a.mp4", f"{bucket}/v/cam-2/b.mp4"]
+    assert storage.common_root([f.uri for f in files]) == f"{bucket}/v"
+    storage.write_bytes(f"{bucket}/lists/bad.txt", f"{bucket}/v/cam-9/gone.mp4\n".encode(), opts)
+    with pytest.raises(StorageError, match="1 listed file.s. do not exist, e.g. .*gone.mp4"):
+        storage.check_access(f"{bucket}/lists/bad.txt", f"{bucket}/out", opts, input_list=True)
