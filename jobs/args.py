@@ -18,7 +18,8 @@ def add_io_args(p: argparse.ArgumentParser, what: str) -> None:
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="efficientnet_lite0",
-                   help="architecture (default: efficientnet_lite0, ImageNet weights built in)")
+                   help="a model package (path or s3:// URI, as recog train writes) or an architecture "
+                        "(default: efficientnet_lite0, ImageNet weights built in)")
     p.add_argument("--weights", default=None, help="checkpoint (state dict) for --model, local or s3://")
     p.add_argument("--classes", default=None, help="comma-separated class names of --weights, if not ImageNet's")
     p.add_argument("--min-vehicle-score", type=float, default=0.1,

@@ -69,8 +69,33 @@ def store_main(args: argparse.Namespace) -> int:
             time.sleep(3600)
 
 
+def shards_args(add_help: bool = True) -> argparse.ArgumentParser:
+    from recog import shards
+
+    p = argparse.ArgumentParser(add_help=add_help, description=shards.__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--from", dest="source", required=True, help="a local folder of <class_name>/<image> files")
+    p.add_argument("--to", dest="dest", required=True, help="shard prefix, e.g. s3://ds/train (-> train-000000.tar, ...)")
+    p.add_argument("--per-shard", type=int, default=1000, help="samples per shard (default 1000)")
+    p.add_argument("--endpoint-url", default=None, help="S3-compatible endpoint (default: AWS_ENDPOINT_URL, else AWS)")
+    return p
+
+
+def shards_main(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from recog.shards import folder_samples, write_shards
+    from recog.storage import StorageOptions
+
+    uris = write_shards(Path(args.source), args.dest, StorageOptions.from_env(args.endpoint_url), args.per_shard)
+    classes = sorted({c for c, _ in folder_samples(Path(args.source))})
+    print(f"wrote {len(uris)} shard(s) {uris[0]} .. {uris[-1]}: classes {', '.join(classes)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from jobs import footage, infer
+    from jobs import eval as eval_job
+    from jobs import footage, infer, train
 
     parser = argparse.ArgumentParser(prog="recog", description="Vehicle recognition over image archives and camera footage, on Ray.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -78,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
         "demo": (demo_args, demo_main, "run the whole pipeline on the embedded store with sample data"),
         "infer": (infer.get_args_parser, infer.main, "label images in tar shards / image prefixes -> Parquet"),
         "footage": (footage.get_args_parser, footage.main, "label sampled frames of video files -> Parquet"),
+        "train": (train.get_args_parser, train.main, "fine-tune a model on labeled shards (Ray Train) -> model package"),
+        "eval": (eval_job.get_args_parser, eval_job.main, "score a model on labeled shards"),
+        "shards": (shards_args, shards_main, "pack a class_name/*.jpg folder tree into labeled tar shards"),
         "store": (store_args, store_main, "run the embedded S3 object store (SeaweedFS)"),
     }
     for name, (get_parser, main, help_text) in commands.items():

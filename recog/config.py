@@ -45,3 +45,38 @@ class InferConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    train: str  # labeled shards: prefix, file, or pattern like s3://ds/train-{000..031}.tar
+    output: str  # where the model package goes (checkpoints under <output>/_train/)
+    val: str | None = None  # labeled shards to pick the best epoch by; none: the last epoch
+    endpoint_url: str | None = None
+    arch: str = "efficientnet_lite0"
+    init_weights: str | None = None  # ImageNet checkpoint or package to start from (built in for lite0)
+    classes: tuple[str, ...] | None = None  # default: every label found in the training shards
+    label_field: str | None = None  # take labels from this .json key instead of .cls
+    image_size: int | None = None  # model input size; default the architecture's (224)
+    epochs: int = 10
+    batch_size: int = 64  # per worker
+    optimizer: str = "adamw"  # adamw | sgd
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    freeze_backbone: bool = False  # train the new head only
+    workers: int = 2
+    gpus_per_worker: float = 0.0
+    cpus_per_worker: float | None = None  # default: from the cluster, leaving CPUs for data loading
+    max_failures: int = 3  # worker losses survived (each restarts from the last checkpoint)
+    restart: bool = False  # ignore an earlier run's checkpoints in --output
+    seed: int = 0
+    ray_address: str | None = None
+
+    @property
+    def storage(self) -> StorageOptions:
+        return StorageOptions.from_env(self.endpoint_url)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)

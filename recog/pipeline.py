@@ -64,8 +64,9 @@ def plan_resources(cluster: dict, cfg: InferConfig) -> Resources:
     return Resources(actors, per_actor, 0, cfg.batch_size or 32, "cpu")
 
 
-def init_ray(address: str | None) -> None:
-    """Connect to the cluster at `address` (or RAY_ADDRESS); without one, start a private local Ray."""
+def init_ray(address: str | None, dashboard: bool = False) -> None:
+    """Connect to the cluster at `address` (or RAY_ADDRESS); without one, start a private local Ray
+    (with its dashboard only if asked: Ray Train's controller watches itself through it)."""
     import ray
 
     if ray.is_initialized():
@@ -74,7 +75,8 @@ def init_ray(address: str | None) -> None:
     if address:
         ray.init(address=address, logging_level=logging.WARNING)
     else:
-        ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING)
+        ray.init(address="local", include_dashboard=dashboard, logging_level=logging.WARNING)
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # recog prints its own progress
 
 
 def load_units(units: pa.Table, opts: StorageOptions, prep: Preprocessing, sampling: video.Sampling) -> Iterator[pa.Table]:
@@ -117,7 +119,7 @@ def build_pipeline(units: list[sources.Unit], spec: ModelSpec, res: Resources, c
 
 def plan(cfg: InferConfig, files: list[storage.FileEntry], fingerprint: str) -> sources.Plan:
     """Units of work for the job's media; video headers are read here, a few at a time."""
-    root = storage.common_root([f.uri for f in files]) if cfg.input_list else cfg.input
+    root = storage.common_root([f.uri for f in files]) if cfg.input_list or storage.is_pattern(cfg.input) else cfg.input
     result = sources.plan_units(files, root, fingerprint, cfg.images_per_unit, cfg.media)
     if cfg.media == "video" and result.videos:
         uris = [files_[sources.pick(files_, video.VIDEO_EXTS)] for _, files_ in result.videos]

@@ -24,6 +24,19 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+def normalizer(prep, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std scaled to uint8 range: x_norm = (x_uint8 - 255*mean) / (255*std)."""
+    mean = torch.tensor(prep.mean, device=device).view(1, 3, 1, 1) * 255
+    std = torch.tensor(prep.std, device=device).view(1, 3, 1, 1) * 255
+    return mean, std
+
+
+def to_model_input(pixels: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """(N, H, W, 3) uint8 on the device -> normalised float NCHW, channels-last in memory."""
+    x = pixels.permute(0, 3, 1, 2).float().sub_(mean).div_(std)
+    return x.contiguous(memory_format=torch.channels_last)
+
+
 class Classifier:
     """A model on a device that turns uint8 NHWC pixels into class probabilities."""
 
@@ -32,10 +45,7 @@ class Classifier:
             torch.set_num_threads(threads)
         self.device = pick_device(device)
         self.model = models.build(spec, opts).to(self.device, memory_format=torch.channels_last)
-        p = spec.preprocessing
-        # Folding /255 into mean and std: x_norm = (x_uint8 - 255*mean) / (255*std).
-        self.mean = torch.tensor(p.mean, device=self.device).view(1, 3, 1, 1) * 255
-        self.std = torch.tensor(p.std, device=self.device).view(1, 3, 1, 1) * 255
+        self.mean, self.std = normalizer(spec.preprocessing, self.device)
         self.amp = self.device.type == "cuda"
 
     @torch.inference_mode()
@@ -44,7 +54,7 @@ class Classifier:
         x = torch.from_numpy(pixels)
         if self.device.type == "cuda":
             x = x.pin_memory().to(self.device, non_blocking=True)
-        x = x.permute(0, 3, 1, 2).float().sub_(self.mean).div_(self.std).contiguous(memory_format=torch.channels_last)
+        x = to_model_input(x, self.mean, self.std)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             logits = self.model(x)
         return torch.softmax(logits.float(), dim=1).cpu().numpy()

@@ -61,7 +61,7 @@ def resize_crop(img: Image.Image, prep: Preprocessing) -> np.ndarray:
     img = img.resize((new_w, new_h), _RESAMPLE[prep.interpolation])
     left, top = (new_w - prep.input_size) // 2, (new_h - prep.input_size) // 2
     img = img.crop((left, top, left + prep.input_size, top + prep.input_size))
-    return np.asarray(img, dtype=np.uint8)
+    return np.array(img, dtype=np.uint8)  # a writable copy: torch takes it without complaint
 
 
 def decode_image(data: bytes, prep: Preprocessing) -> tuple[np.ndarray, int, int]:

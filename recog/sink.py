@@ -141,3 +141,10 @@ class UnitWriter:
         body = {**manifest, "run_id": self.run_id, "files": self.committed, "summary": self.summary.to_dict()}
         storage.write_bytes(uri, json.dumps(body, indent=1, default=str).encode(), self.opts)
         return uri
+
+
+def read_run(output: str, manifest: dict, opts: StorageOptions) -> pa.Table:
+    """The rows a run committed, read back from the Parquet files its manifest lists."""
+    tables = [pq.read_table(io.BytesIO(storage.read_bytes(storage.join(output, f["file"]), opts)))
+              for f in manifest["files"]]
+    return pa.concat_tables(tables) if tables else OUTPUT_SCHEMA.empty_table()

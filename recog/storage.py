@@ -9,6 +9,7 @@ manifests or logs. Errors from the store are turned into `StorageError`s that sa
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import os
 import re
@@ -119,8 +120,34 @@ class FileEntry:
     size: int
 
 
+_BRACE = re.compile(r"\{([^{}]*)\}")
+
+
+def expand_braces(pattern: str) -> list[str]:
+    """Shell-style braces: 'a-{000..002}.tar' -> a-000, a-001, a-002; 'x.{jpg,png}' -> both."""
+    m = _BRACE.search(pattern)
+    if not m:
+        return [pattern]
+    body = m.group(1)
+    rng = re.fullmatch(r"(\d+)\.\.(\d+)", body)
+    if rng:
+        lo, hi = rng.groups()
+        width = len(lo) if lo.startswith("0") else 0
+        choices = [str(i).zfill(width) for i in range(int(lo), int(hi) + 1)]
+    else:
+        choices = body.split(",")
+    return [out for c in choices for out in expand_braces(pattern[:m.start()] + c + pattern[m.end():])]
+
+
+def is_pattern(uri: str) -> bool:
+    return any(ch in uri for ch in "*?[{")
+
+
 def list_files(uri: str, opts: StorageOptions, max_attempts: int = S3_MAX_ATTEMPTS) -> list[FileEntry]:
-    """All files at or below `uri`, sorted by URI. A URI naming one file lists that file."""
+    """All files at or below `uri`, sorted by URI. A URI naming one file lists that file; braces
+    and wildcards (`train-{000..031}.tar`, `val-*.tar`) select files by name."""
+    if is_pattern(uri):
+        return _list_pattern(uri, opts, max_attempts)
     fs, path = filesystem(uri, opts, max_attempts)
     try:
         if not is_s3(uri) and os.path.isfile(path):
@@ -139,6 +166,18 @@ def list_files(uri: str, opts: StorageOptions, max_attempts: int = S3_MAX_ATTEMP
     except OSError as e:
         raise explain(e, uri, opts) from e
     return sorted(files, key=lambda f: f.uri)
+
+
+def _list_pattern(pattern: str, opts: StorageOptions, max_attempts: int) -> list[FileEntry]:
+    found: dict[str, FileEntry] = {}
+    for expanded in expand_braces(pattern):
+        if not any(ch in expanded for ch in "*?["):
+            found.update((f.uri, f) for f in list_files(expanded, opts, max_attempts) if f.uri == expanded)
+            continue
+        # List the folder above the first wildcard, keep what matches the whole pattern.
+        fixed = re.split(r"[*?\[]", expanded, maxsplit=1)[0].rsplit("/", 1)[0]
+        found.update((f.uri, f) for f in list_files(fixed, opts, max_attempts) if fnmatch.fnmatchcase(f.uri, expanded))
+    return sorted(found.values(), key=lambda f: f.uri)
 
 
 def open_input(uri: str, opts: StorageOptions):
@@ -226,7 +265,7 @@ def check_access(input_uri: str, output_uri: str, opts: StorageOptions, input_li
     files = read_list(input_uri, opts, 1) if input_list else list_files(input_uri, opts, max_attempts=1)
     if not files:
         raise StorageError(f"{input_uri}: nothing there to read")
-    probe = join(output_uri, "_runs", f".write-probe-{uuid.uuid4().hex[:8]}")
+    probe = join(output_uri, f".recog-write-probe-{uuid.uuid4().hex[:8]}")
     try:
         write_bytes(probe, b"", opts, max_attempts=1)
         delete(probe, opts, max_attempts=1)

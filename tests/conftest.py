@@ -58,6 +58,7 @@ def ray_local(store):
     """A local Ray with this machine's CPUs, started after the store so workers inherit its env."""
     import ray
 
-    ray.init(address="local", include_dashboard=False, logging_level="WARNING")
+    if not ray.is_initialized():
+        ray.init(address="local", include_dashboard=False, logging_level="WARNING")
     yield ray
     ray.shutdown()

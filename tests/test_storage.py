@@ -70,3 +70,14 @@ def test_an_input_list_names_the_files(bucket, opts):
     storage.write_bytes(f"{bucket}/lists/bad.txt", f"{bucket}/v/cam-9/gone.mp4\n".encode(), opts)
     with pytest.raises(StorageError, match="1 listed file.s. do not exist, e.g. .*gone.mp4"):
         storage.check_access(f"{bucket}/lists/bad.txt", f"{bucket}/out", opts, input_list=True)
+
+
+def test_braces_and_wildcards_select_files(bucket, opts):
+    for name in ("train-000.tar", "train-001.tar", "train-002.tar", "val-000.tar", "val-001.tar", "notes.txt"):
+        storage.write_bytes(f"{bucket}/ds/{name}", b"t", opts)
+    names = lambda pattern: [f.uri.rsplit("/", 1)[-1] for f in storage.list_files(f"{bucket}/ds/{pattern}", opts)]
+    assert names("train-{000..001}.tar") == ["train-000.tar", "train-001.tar"]
+    assert names("val-*.tar") == ["val-000.tar", "val-001.tar"]
+    assert names("{train,val}-00[2-9].tar") == ["train-002.tar"]
+    assert names("train-{005..009}.tar") == []
+    assert storage.expand_braces("a{1..3}{x,y}") == ["a1x", "a1y", "a2x", "a2y", "a3x", "a3y"]
