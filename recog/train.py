@@ -368,13 +368,14 @@ def run_training(cfg: TrainConfig, out=sys.stdout) -> dict:
     result = trainer.fit()
     best = result.get_best_checkpoint("val_acc", "max") if val_units else result.checkpoint
     state = _load_state(best)
-    history = state["history"]
+    history = _load_state(result.checkpoint)["history"]  # every epoch, also those after the best
+    metrics = state["history"][-1]
     packaged = models.save_package(cfg.output, spec, state["model"], {"training": {
-        "config": cfg.to_dict(), "best_epoch": state["epoch"], "best": history[-1], "history": history,
+        "config": cfg.to_dict(), "best_epoch": state["epoch"], "best": metrics, "history": history,
         "classes_found": data["counts"], "elapsed_s": round(time.monotonic() - t0, 1),
     }}, opts)
     body = models.read_package(cfg.output, opts)
-    acc = f", val_acc {history[-1]['val_acc']:.3f}" if history[-1].get("val_acc") is not None else ""
+    acc = f", val_acc {metrics['val_acc']:.3f}" if metrics.get("val_acc") is not None else ""
     print(f"[train] model package {cfg.output} (version {packaged.version}): best epoch {state['epoch'] + 1}{acc}",
           file=out, flush=True)
     return body
