@@ -4,6 +4,8 @@
     recog infer --input ... --output ...         # images: tar shards, loose files
     recog footage --input ... --output ... --fps 1   # videos
     recog store serve               # the embedded S3 store, in the foreground
+    recog submit -- infer --input ... --output ...   # the same jobs, on a Ray cluster (RAY_ADDRESS)
+    recog jobs list | logs ID | stop ID
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ import sys
 from typing import Callable
 
 from recog import objectstore
+from recog.cluster import ClusterError
 from recog.models import ModelError
 from recog.objectstore import StoreError
 from recog.storage import StorageError
 
 # Errors that mean "the configuration is wrong": one clear line, no traceback.
-USER_ERRORS = (StorageError, ModelError, StoreError)
+USER_ERRORS = (StorageError, ModelError, StoreError, ClusterError)
 
 
 def run_job(main: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
@@ -93,6 +96,81 @@ def shards_main(args: argparse.Namespace) -> int:
     return 0
 
 
+def submit_args(add_help: bool = True) -> argparse.ArgumentParser:
+    from recog import cluster
+
+    p = argparse.ArgumentParser(add_help=add_help, description=cluster.__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                usage="recog submit [options] -- {%s} [job arguments]" % ",".join(cluster.JOB_MODULES))
+    p.add_argument("--address", default=None, help="the cluster's dashboard, e.g. http://head:8265 (default: RAY_ADDRESS)")
+    p.add_argument("--env", action="append", default=[], metavar="NAME[=VALUE]",
+                   help="pass an environment variable to the job (not secrets: those stay on the cluster)")
+    p.add_argument("--no-working-dir", action="store_true",
+                   help="do not upload this checkout; run the recog installed in the cluster's image")
+    p.add_argument("--entrypoint-cpus", type=float, default=None,
+                   help="CPUs reserved for the job's driver (default 0: it plans and writes, the pool does the work)")
+    p.add_argument("--no-wait", action="store_true", help="print the job id and return; do not follow the logs")
+    p.add_argument("job", nargs=argparse.REMAINDER, help="the recog command to run there and its arguments")
+    return p
+
+
+def submit_main(args: argparse.Namespace) -> int:
+    from recog import cluster
+
+    command = args.job[1:] if args.job[:1] == ["--"] else args.job
+    cluster.entrypoint(command)  # check the job's arguments before connecting
+    client = cluster.connect(args.address)
+    workdir = None if args.no_working_dir else cluster.source_checkout()
+    job_id = cluster.submit(client, command, cluster.job_env(args.env), workdir, args.entrypoint_cpus)
+    print(f"[recog] submitted {job_id} to {client.get_address()}"
+          + (f" with {workdir} as working_dir" if workdir else " (the cluster's installed recog)"), flush=True)
+    if args.no_wait:
+        print(f"[recog] follow it with: recog jobs logs {job_id} --follow", flush=True)
+        return 0
+    try:
+        status = cluster.follow(client, job_id)
+    except KeyboardInterrupt:
+        print(f"\n[recog] stopped following; {job_id} goes on (recog jobs stop {job_id} ends it)", file=sys.stderr)
+        return 130
+    code = cluster.exit_status(client, job_id)
+    print(f"[recog] job {job_id} {status}" + (f" (exit status {code})" if code else ""), flush=True)
+    return code
+
+
+def jobs_args(add_help: bool = True) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=add_help, description="List, inspect and stop jobs on a Ray cluster.")
+    p.add_argument("action", choices=("list", "status", "logs", "stop"))
+    p.add_argument("job_id", nargs="?", help="submission id (for status, logs, stop)")
+    p.add_argument("--follow", action="store_true", help="logs: keep printing until the job ends")
+    p.add_argument("--address", default=None, help="the cluster's dashboard, e.g. http://head:8265 (default: RAY_ADDRESS)")
+    return p
+
+
+def jobs_main(args: argparse.Namespace) -> int:
+    from recog import cluster
+
+    if args.action != "list" and not args.job_id:
+        raise ClusterError(f"recog jobs {args.action} needs a job id (recog jobs list shows them)")
+    client = cluster.connect(args.address)
+    if args.action == "list":
+        for info in sorted(client.list_jobs(), key=lambda i: i.start_time or 0):
+            print(cluster.describe(info))
+        return 0
+    try:
+        if args.action == "status":
+            print(client.get_job_status(args.job_id).value)
+        elif args.action == "logs" and args.follow:
+            cluster.follow(client, args.job_id)
+            return cluster.exit_status(client, args.job_id)
+        elif args.action == "logs":
+            print(client.get_job_logs(args.job_id), end="")
+        else:
+            print(f"{args.job_id}: " + ("stop requested" if client.stop_job(args.job_id) else "already ended"))
+    except RuntimeError as e:
+        raise ClusterError(f"{args.job_id}: {cluster.first_line(e)}") from None
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from jobs import eval as eval_job
     from jobs import footage, infer, train
@@ -107,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
         "eval": (eval_job.get_args_parser, eval_job.main, "score a model on labeled shards"),
         "shards": (shards_args, shards_main, "pack a class_name/*.jpg folder tree into labeled tar shards"),
         "store": (store_args, store_main, "run the embedded S3 object store (SeaweedFS)"),
+        "submit": (submit_args, submit_main, "run infer/footage/train/eval as a job on a Ray cluster"),
+        "jobs": (jobs_args, jobs_main, "list, follow and stop jobs on a Ray cluster"),
     }
     for name, (get_parser, main, help_text) in commands.items():
         parent = get_parser(add_help=False)

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from recog import models, preprocess, sink, sources, storage, video
+from recog.cluster import ClusterError
 from recog.config import InferConfig
 from recog.models import ModelSpec
 from recog.predict import Predictor
@@ -47,11 +48,11 @@ class Resources:
         return f"{self.actors} predictor actor(s) x {kind} each on {self.device}, batch {self.batch_size}"
 
 
-def plan_resources(cluster: dict, cfg: InferConfig) -> Resources:
+def plan_resources(cluster: dict, cfg: InferConfig, node_cpus: float | None = None) -> Resources:
     """Size the predictor pool from the cluster's resources, unless the config says otherwise.
 
     With GPUs: one actor per GPU. CPU only: about half the CPUs run the model, in actors of up to
-    4 threads each; the rest decode images.
+    4 threads each (and no more than the largest node has, `node_cpus`); the rest decode images.
     """
     gpus, cpus = int(cluster.get("GPU", 0)), max(1, int(cluster.get("CPU", 1)))
     if gpus and cfg.device != "cpu":
@@ -59,8 +60,9 @@ def plan_resources(cluster: dict, cfg: InferConfig) -> Resources:
     if cfg.device == "cuda":
         raise RuntimeError("--device cuda was asked for, but the Ray cluster has no GPUs")
     model_cpus = max(1, cpus // 2)
-    actors = cfg.actors or max(1, model_cpus // 4)
-    per_actor = cfg.cpus_per_actor or max(1, model_cpus // actors)
+    fits = max(1, int(node_cpus or cpus))
+    actors = cfg.actors or max(1, model_cpus // min(4, fits))
+    per_actor = cfg.cpus_per_actor or max(1, min(fits, model_cpus // actors))
     return Resources(actors, per_actor, 0, cfg.batch_size or 32, "cpu")
 
 
@@ -72,6 +74,9 @@ def init_ray(address: str | None, dashboard: bool = False) -> None:
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
+    if address and address.startswith(("http://", "https://")):
+        raise ClusterError(f"RAY_ADDRESS={address} is a dashboard (Jobs API) address: send the job there with "
+                           f"`recog submit -- <job> ...`, or unset RAY_ADDRESS to run on a local Ray")
     if address:
         ray.init(address=address, logging_level=logging.WARNING)
     else:
@@ -157,7 +162,7 @@ def run_inference(cfg: InferConfig, out=sys.stdout) -> dict:
     import ray
 
     init_ray(cfg.ray_address)
-    res = plan_resources(ray.cluster_resources(), cfg)
+    res = plan_resources(ray.cluster_resources(), cfg, largest_node_cpus())
     print(f"[recog] cluster {_describe_cluster(ray.cluster_resources())}: {res.describe()}", file=out, flush=True)
 
     run_id = sink.new_run_id()
@@ -194,3 +199,8 @@ def _nodes() -> list:
     import ray
 
     return [n for n in ray.nodes() if n.get("Alive")]
+
+
+def largest_node_cpus() -> float:
+    """CPUs of the biggest node: no actor or worker may ask for more, or it would never be placed."""
+    return max((n.get("Resources", {}).get("CPU", 0) for n in _nodes()), default=0) or 1

@@ -80,8 +80,9 @@ class WorkerPlan:
         return f"{workers} worker(s) x {kind}{self.resources['CPU']:g} CPU, {self.threads} torch thread(s) each"
 
 
-def plan_workers(cluster: dict, cfg: TrainConfig) -> WorkerPlan:
-    """Resources per training worker; on CPU, leave at least one CPU for decoding."""
+def plan_workers(cluster: dict, cfg: TrainConfig, node_cpus: float | None = None) -> WorkerPlan:
+    """Resources per training worker; on CPU, leave at least one CPU for decoding, and ask no more
+    than the largest node (`node_cpus`) has."""
     cpus = max(1.0, float(cluster.get("CPU", 1)))
     if cfg.gpus_per_worker > 0:
         need = cfg.workers * cfg.gpus_per_worker
@@ -90,7 +91,7 @@ def plan_workers(cluster: dict, cfg: TrainConfig) -> WorkerPlan:
                                f"the cluster has {cluster.get('GPU', 0):g}")
         per = cfg.cpus_per_worker or 1.0
         return WorkerPlan(True, {"CPU": per, "GPU": cfg.gpus_per_worker}, max(1, int(per)))
-    per = cfg.cpus_per_worker or max(0.25, min(4.0, (cpus - 1) / cfg.workers))
+    per = cfg.cpus_per_worker or max(0.25, min(4.0, float(node_cpus or cpus), (cpus - 1) / cfg.workers))
     return WorkerPlan(False, {"CPU": per}, max(1, int(per)))
 
 
@@ -321,7 +322,7 @@ def run_training(cfg: TrainConfig, out=sys.stdout) -> dict:
     from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from recog.pipeline import init_ray
+    from recog.pipeline import init_ray, largest_node_cpus
 
     print(f"[train] {json.dumps(cfg.to_dict())}", file=out, flush=True)
     opts = cfg.storage
@@ -345,7 +346,7 @@ def run_training(cfg: TrainConfig, out=sys.stdout) -> dict:
     name = cfg.output.rstrip("/").rsplit("/", 1)[-1]
     spec = ModelSpec(name, cfg.arch, tuple(classes), "identity", prep, weights="", version="")
     _check_same_run(cfg, spec)
-    plan = plan_workers(ray.cluster_resources(), cfg)
+    plan = plan_workers(ray.cluster_resources(), cfg, largest_node_cpus())
     print(f"[train] {samples} samples in {len(classes)} classes {classes}; {len(train_units)} train unit(s), "
           f"{len(val_units)} val unit(s); {plan.describe(cfg.workers)}", file=out, flush=True)
 

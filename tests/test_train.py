@@ -41,6 +41,7 @@ def test_workers_leave_a_cpu_for_data_and_gpus_are_checked():
     cfg = TrainConfig(train="t", output="o", workers=2)
     assert plan_workers({"CPU": 2}, cfg).resources == {"CPU": 0.5}
     assert plan_workers({"CPU": 16}, cfg).resources == {"CPU": 4.0}
+    assert plan_workers({"CPU": 16}, cfg, node_cpus=2).resources == {"CPU": 2.0}  # 8 nodes of 2
     gpu = TrainConfig(train="t", output="o", workers=4, gpus_per_worker=1)
     assert plan_workers({"CPU": 32, "GPU": 4}, gpu).use_gpu
     with pytest.raises(RuntimeError, match="need 4 GPUs; the cluster has 2"):
