@@ -6,6 +6,8 @@
     recog store serve               # the embedded S3 store, in the foreground
     recog submit -- infer --input ... --output ...   # the same jobs, on a Ray cluster (RAY_ADDRESS)
     recog jobs list | logs ID | stop ID
+    recog query RESULTS "SELECT label, count(*) FROM results GROUP BY ALL"   # SQL over the results
+    recog summary RESULTS --by camera,label | recog report RESULTS --out report.html
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ from recog import objectstore
 from recog.cluster import ClusterError
 from recog.models import ModelError
 from recog.objectstore import StoreError
+from recog.query import QueryError
 from recog.storage import StorageError
 
 # Errors that mean "the configuration is wrong": one clear line, no traceback.
-USER_ERRORS = (StorageError, ModelError, StoreError, ClusterError)
+USER_ERRORS = (StorageError, ModelError, StoreError, ClusterError, QueryError)
 
 
 def run_job(main: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
@@ -171,6 +174,79 @@ def jobs_main(args: argparse.Namespace) -> int:
     return 0
 
 
+def results_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("results", help="the --output of recog jobs: s3://bucket/prefix/ or a local path")
+    p.add_argument("--endpoint-url", default=None, help="S3-compatible endpoint (default: AWS_ENDPOINT_URL, else AWS)")
+
+
+def query_args(add_help: bool = True) -> argparse.ArgumentParser:
+    from recog import query
+
+    p = argparse.ArgumentParser(add_help=add_help, description=query.__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    results_args(p)
+    p.add_argument("sql", help='e.g. "SELECT camera, label, count(*) FROM results GROUP BY ALL ORDER BY 3 DESC"')
+    p.add_argument("--format", choices=query.FORMATS, default="table", help="table (default), csv or json")
+    p.add_argument("--max-rows", type=int, default=100, help="rows a table shows (default 100; csv/json print all)")
+    return p
+
+
+def query_main(args: argparse.Namespace) -> int:
+    from recog.query import Results, write
+    from recog.storage import StorageOptions
+
+    results = Results(args.results, StorageOptions.from_env(args.endpoint_url))
+    write(results.sql(args.sql), args.format, max_rows=args.max_rows)
+    return 0
+
+
+def summary_args(add_help: bool = True) -> argparse.ArgumentParser:
+    from recog import query
+
+    p = argparse.ArgumentParser(add_help=add_help, description="Runs and models seen, counts per label "
+                                "(or other dimensions), errors, of the committed results.")
+    results_args(p)
+    p.add_argument("--by", default="label", help=f"comma-separated, from: {', '.join(query.DIMENSIONS)} (default label)")
+    return p
+
+
+def summary_main(args: argparse.Namespace) -> int:
+    from recog.query import Results, summarize
+    from recog.storage import StorageOptions
+
+    summarize(Results(args.results, StorageOptions.from_env(args.endpoint_url)), [d.strip() for d in args.by.split(",") if d.strip()])
+    return 0
+
+
+def report_args(add_help: bool = True) -> argparse.ArgumentParser:
+    from recog import report
+
+    p = argparse.ArgumentParser(add_help=add_help, description=report.__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    results_args(p)
+    p.add_argument("--out", default="report.html", help="the HTML file to write (default report.html)")
+    p.add_argument("--thumbs", type=int, default=12, help="thumbnails per label in the contact sheet (default 12)")
+    p.add_argument("--title", default=None, help="page title (default: recog results <results>)")
+    return p
+
+
+def report_main(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    from recog.query import Results
+    from recog.report import build_report
+    from recog.storage import StorageOptions
+
+    t0 = time.monotonic()
+    opts = StorageOptions.from_env(args.endpoint_url)
+    page = build_report(Results(args.results, opts), args.title or f"recog results {args.results}", opts, args.thumbs)
+    Path(args.out).write_text(page, encoding="utf-8")
+    print(f"[recog] report {args.out}: {len(page) / 1e6:.1f} MB, {page.count('<img ')} thumbnails, "
+          f"{time.monotonic() - t0:.1f} s")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from jobs import eval as eval_job
     from jobs import footage, infer, train
@@ -185,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
         "eval": (eval_job.get_args_parser, eval_job.main, "score a model on labeled shards"),
         "shards": (shards_args, shards_main, "pack a class_name/*.jpg folder tree into labeled tar shards"),
         "store": (store_args, store_main, "run the embedded S3 object store (SeaweedFS)"),
+        "query": (query_args, query_main, "SQL over the results (DuckDB)"),
+        "summary": (summary_args, summary_main, "counts per label/camera/hour, errors, runs and models"),
+        "report": (report_args, report_main, "an HTML report with charts and thumbnails per label"),
         "submit": (submit_args, submit_main, "run infer/footage/train/eval as a job on a Ray cluster"),
         "jobs": (jobs_args, jobs_main, "list, follow and stop jobs on a Ray cluster"),
     }

@@ -122,7 +122,7 @@ def sample_inputs(data: Path | None, per_class: int = 40, shards: int = 4) -> di
     return objects
 
 
-def report(table: pa.Table, manifest: dict) -> str:
+def run_summary(table: pa.Table, manifest: dict) -> str:
     """A short text summary of a run's results, as read back from Parquet."""
     rows = table.to_pylist()
     lines = [f"{len(rows)} rows read back from {len(manifest['files'])} Parquet file(s); "
@@ -161,6 +161,8 @@ def footage_report(table: pa.Table) -> str:
 def run_demo(workdir: Path, keep_store: bool = False, drawn: bool = False) -> dict:
     from recog.config import InferConfig
     from recog.pipeline import run_inference
+    from recog.query import Results, format_table
+    from recog.report import build_report
 
     data = None if drawn else find_shared_data()
     print(f"[demo] sample data: {data if data else 'drawn here (no ../shared/data, or --drawn)'}")
@@ -176,11 +178,16 @@ def run_demo(workdir: Path, keep_store: bool = False, drawn: bool = False) -> di
         print(f"[demo] uploaded {len(objects)} objects to s3://{BUCKET}/ in {time.monotonic() - t0:.1f}s")
         output = f"s3://{BUCKET}/results"
         manifest = run_inference(InferConfig(input=f"s3://{BUCKET}/inputs/", output=output))
-        print("[demo] " + report(sink.read_run(output, manifest, opts), manifest).replace("\n", "\n[demo] "))
-        print(f"[demo] Parquet: {output}/part-*.parquet, manifest {output}/_runs/{manifest['run_id']}.json")
+        print("[demo] " + run_summary(sink.read_run(output, manifest, opts), manifest).replace("\n", "\n[demo] "))
+        print(f"[demo] Parquet: {output}/camera=*/date=*/part-*.parquet, manifest {output}/_runs/{manifest['run_id']}.json")
         footage = run_inference(InferConfig(input=f"s3://{BUCKET}/footage/", output=output, media="video",
                                             fps=1.0, segment_seconds=10))
         print("[demo] footage: " + footage_report(sink.read_run(output, footage, opts)))
+        results = Results(output, opts)
+        sql = "SELECT camera, label, count(*) AS n FROM results GROUP BY ALL ORDER BY n DESC LIMIT 8"
+        print(f"[demo] recog query {output} \"{sql}\"\n" + format_table(results.sql(sql)))
+        (workdir / "report.html").write_text(build_report(results, f"recog demo: {output}", opts), encoding="utf-8")
+        print(f"[demo] report with charts and thumbnails per label: {workdir / 'report.html'}")
         print(f"[demo] the store keeps them under {store.data_dir}; to open it again: "
               f"recog store serve --dir {store.data_dir}")
         if keep_store:

@@ -185,7 +185,7 @@ def run_inference(cfg: InferConfig, out=sys.stdout) -> dict:
         "inputs": {"shards": work.shards, "images": work.images, "videos": len(work.videos), "ignored": len(work.ignored)},
     })
     labels = ", ".join(f"{k} {v}" for k, v in summary.labels.most_common())
-    print(f"[recog] run {run_id}: {summary.rows} rows in {summary.units} file(s), {summary.errors} error(s), "
+    print(f"[recog] run {run_id}: {summary.rows} rows in {len(writer.committed)} file(s), {summary.errors} error(s), "
           f"{summary.rows / elapsed:.1f} {progress.label}/s | {labels}", file=out, flush=True)
     print(f"[recog] results: {cfg.output}  manifest: {manifest_uri}", file=out, flush=True)
     return json.loads(storage.read_bytes(manifest_uri, opts))

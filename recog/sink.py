@@ -1,21 +1,24 @@
-"""Sink: labeled rows -> one Parquet file per unit, then a run manifest written last.
+"""Sink: labeled rows -> Parquet files per unit in camera/date partitions, then a run manifest written last.
 
 Rows (no pixels: a few hundred bytes each) stream back to the driver, which gathers them per
 unit. A unit is complete when its end-of-unit record has arrived and every record before it;
-its rows are then sorted and written as `part-<unit_id>.parquet`, a name fixed by the unit's inputs
-and the model, so writing a unit twice replaces a file rather than adding a duplicate. Rows
-that arrive twice (a retried task) are dropped by record number. After the last unit the run's
-manifest goes to `_runs/<run_id>.json`: the list of files the run committed, its
-configuration and its summary.
+its rows are then sorted and written as `camera=<camera>/date=<day>/part-<unit_id>.parquet`
+(one file per camera and day the unit's rows fall in), a name fixed by the unit's inputs and the
+model, so writing a unit twice replaces files rather than adding duplicates. Rows that arrive
+twice (a retried task) are dropped by record number. After the last unit the run's manifest goes
+to `_runs/<run_id>.json`: the files the run committed with their partition values, its
+configuration and its summary. Readers (recog query) see the files committed runs list, nothing else.
 """
 
 from __future__ import annotations
 
 import collections
 import datetime as dt
+import hashlib
 import io
 import json
 import secrets
+import urllib.parse
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -42,6 +45,7 @@ OUTPUT_SCHEMA = pa.schema([
     pa.field("frame_index", pa.int64(), metadata={"doc": "video: frame number (time x nominal rate); null for images"}),
     pa.field("pts_s", pa.float64(), metadata={"doc": "video: presentation time in seconds from the start; null for images"}),
     pa.field("wall_time", pa.timestamp("ms", tz="UTC"), metadata={"doc": "when it was recorded, if known (video start + pts, or the image's timestamp)"}),
+    pa.field("date", pa.date32(), metadata={"doc": "UTC day of wall_time; with camera, the partition the row is stored in"}),
     pa.field("error", pa.string(), metadata={"doc": "why this input has no label; null when it has one"}),
     pa.field("model", pa.string(), metadata={"doc": "model name"}),
     pa.field("model_version", pa.string(), metadata={"doc": "sha256 prefix of the model weights"}),
@@ -56,15 +60,36 @@ def new_run_id() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
-def unit_file(unit_id: str) -> str:
-    return f"part-{unit_id}.parquet"
+NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"  # Hive's name for "no value", which Spark and DuckDB read as null
+
+
+def unit_file(unit_id: str, camera: str | None = None, date: dt.date | None = None) -> str:
+    """Where a unit's rows of one camera and day go, relative to the output prefix."""
+    cam = NULL_PARTITION if camera is None else urllib.parse.quote(camera, safe="")
+    if len(cam) > 120:  # path segments have limits; the manifest keeps the full value
+        cam = cam[:100] + "~" + hashlib.sha256(camera.encode()).hexdigest()[:16]
+    day = NULL_PARTITION if date is None else date.isoformat()
+    return f"camera={cam}/date={day}/part-{unit_id}.parquet"
 
 
 def to_output(rows: pa.Table, run_id: str) -> pa.Table:
     """Order a complete unit's rows by record and give them exactly the output schema."""
     rows = rows.sort_by("record")
     rows = rows.append_column("run_id", pa.array([run_id] * rows.num_rows, pa.string()))
+    rows = rows.append_column("date", pc.cast(rows.column("wall_time").cast(pa.timestamp("ms", tz="UTC")), pa.date32()))
     return pa.table({f.name: rows.column(f.name).cast(f.type) for f in OUTPUT_SCHEMA}, schema=OUTPUT_SCHEMA)
+
+
+def partitions(table: pa.Table) -> list[tuple[str | None, dt.date | None, pa.Table]]:
+    """A unit's rows split by (camera, date), in record order within each; one empty part for no rows."""
+    if table.num_rows == 0:
+        return [(None, None, table)]
+    keys = list(zip(table.column("camera").to_pylist(), table.column("date").to_pylist()))
+    out = []
+    for camera, date in dict.fromkeys(keys):
+        mask = [k == (camera, date) for k in keys]
+        out.append((camera, date, table.filter(pa.array(mask))))
+    return out
 
 
 @dataclass
@@ -81,14 +106,12 @@ class Summary:
     errors: int = 0
     labels: collections.Counter = field(default_factory=collections.Counter)
 
-    def add(self, table: pa.Table) -> int:
-        """Count a unit's rows; return how many of them are errors."""
-        errors = table.num_rows - table.column("error").null_count
+    def add(self, table: pa.Table) -> None:
+        """Count a unit's rows."""
         self.units += 1
         self.rows += table.num_rows
-        self.errors += errors
+        self.errors += table.num_rows - table.column("error").null_count
         self.labels.update(v for v in table.column("label").to_pylist() if v is not None)
-        return errors
 
     def to_dict(self) -> dict:
         return {"units": self.units, "rows": self.rows, "errors": self.errors, "labels": dict(self.labels.most_common())}
@@ -126,12 +149,15 @@ class UnitWriter:
 
     def _write(self, unit: str, rows: pa.Table) -> None:
         table = to_output(rows, self.run_id)
-        buf = io.BytesIO()
-        pq.write_table(table, buf, compression="zstd")
-        name = unit_file(unit)
-        storage.write_bytes(storage.join(self.output, name), buf.getvalue(), self.opts)
-        errors = self.summary.add(table)
-        self.committed.append({"unit_id": unit, "file": name, "rows": table.num_rows, "errors": errors})
+        self.summary.add(table)
+        for camera, date, part in partitions(table):
+            buf = io.BytesIO()
+            pq.write_table(part, buf, compression="zstd")
+            name = unit_file(unit, camera, date)
+            storage.write_bytes(storage.join(self.output, name), buf.getvalue(), self.opts)
+            self.committed.append({"unit_id": unit, "file": name, "camera": camera,
+                                   "date": date.isoformat() if date else None,
+                                   "rows": part.num_rows, "errors": part.num_rows - part.column("error").null_count})
 
     def commit(self, manifest: dict) -> str:
         """Write the run manifest (last, after every unit file); return its URI."""
@@ -141,6 +167,13 @@ class UnitWriter:
         body = {**manifest, "run_id": self.run_id, "files": self.committed, "summary": self.summary.to_dict()}
         storage.write_bytes(uri, json.dumps(body, indent=1, default=str).encode(), self.opts)
         return uri
+
+
+def committed_runs(output: str, opts: StorageOptions) -> list[dict]:
+    """The manifests of the runs that committed under `output`, oldest first."""
+    runs = [json.loads(storage.read_bytes(f.uri, opts))
+            for f in storage.list_files(storage.join(output, "_runs") + "/", opts) if f.uri.endswith(".json")]
+    return sorted((r for r in runs if r.get("status") == "committed"), key=lambda r: r["run_id"])
 
 
 def read_run(output: str, manifest: dict, opts: StorageOptions) -> pa.Table:

@@ -305,3 +305,14 @@ def read_segment(seg: Segment, sampling: Sampling, opts: StorageOptions) -> Iter
         problems.append(f"{len(errors)} packet(s) failed to decode in {span}: {errors[0]}")
     if problems:
         yield {**base, "pts_s": float(max(coverage[0], 0)), "error": "; ".join(problems)}
+
+
+def frame_at(uri: str, t: float, opts: StorageOptions):
+    """The frame shown `t` seconds into the video, as a PIL image (for a report's thumbnails);
+    None when the video ends before. Seeks like a segment does: from the keyframe before `t`."""
+    start = Fraction(t).limit_denominator(1_000_000)
+    with open_video(uri, opts) as c:
+        for ts, frame in _frames_in_segment(c, c.streams.video[0], Segment(uri, "", start, None), [], [Fraction(0)]):
+            if ts >= start - Fraction(1, 1000):
+                return frame.to_image()
+    return None

@@ -51,7 +51,9 @@ def test_shards_and_loose_images_give_one_row_per_input(bucket, opts, ray_local)
     rows = read_run(f"{bucket}/out", manifest, opts)
 
     assert sorted(r["key"] for r in rows) == ["a0", "a1", "a2", "a3", "a4", "b0", "b1", "b2", "loose/deep/z", "loose/x", "loose/y"]
-    assert len(manifest["files"]) == 4  # two shards, three loose images in units of two
+    assert len({f["unit_id"] for f in manifest["files"]}) == 4  # two shards, three loose images in units of two
+    partitions = {(f["unit_id"], f["camera"]) for f in manifest["files"]}
+    assert len(manifest["files"]) == len(partitions) == 6  # a4 (gate-3) and x (cam-7) have their camera's files
     by_key = {r["key"]: r for r in rows}
     assert by_key["a4"]["label"] is None and "cannot decode image" in by_key["a4"]["error"]
     assert (by_key["a4"]["cls"], json.loads(by_key["a4"]["meta"])) == ("truck", {"camera": "gate-3"})
@@ -72,7 +74,7 @@ def test_local_input_and_output(tmp_path, ray_local):
     for i in range(3):
         (tmp_path / "in" / f"img{i}.jpg").write_bytes(jpeg(50 + i, 40))
     manifest = run_inference(InferConfig(input=str(tmp_path / "in"), output=str(tmp_path / "out")))
-    files = sorted((tmp_path / "out").glob("part-*.parquet"))
+    files = sorted((tmp_path / "out").glob("camera=*/date=*/part-*.parquet"))
     assert len(files) == 1 and pq.read_table(files[0]).num_rows == 3
     assert (tmp_path / "out" / "_runs" / f"{manifest['run_id']}.json").exists()
 
@@ -136,6 +138,8 @@ def test_readme_demo_command_runs(tmp_path):
     assert "345 rows read back from 5 Parquet file(s); 1 error(s)" in proc.stdout
     assert "error row: s3://recog-demo/inputs/photos/broken.jpg" in proc.stdout
     assert "footage: 10 frames at 1 fps from 1 video(s)" in proc.stdout
+    assert "demo-cam" in proc.stdout.split("recog query")[1]  # the query over both runs
+    assert (tmp_path / "recog-data" / "report.html").stat().st_size > 10_000
     assert (tmp_path / "recog-data" / "store" / "credentials.env").exists()
 
 

@@ -51,9 +51,30 @@ def test_manifest_is_written_last_and_lists_the_files(tmp_path):
     assert w.add(rows("empty", [0], 0)) == ["empty"]  # a unit with no inputs still completes
     uri = w.commit({"job": "infer"})
     manifest = json.loads(open(uri).read())
-    assert manifest["files"] == [{"unit_id": "a", "file": unit_file("a"), "rows": 3, "errors": 1},
-                                 {"unit_id": "empty", "file": unit_file("empty"), "rows": 0, "errors": 0}]
+    assert manifest["files"] == [
+        {"unit_id": "a", "file": unit_file("a"), "camera": None, "date": None, "rows": 3, "errors": 1},
+        {"unit_id": "empty", "file": unit_file("empty"), "camera": None, "date": None, "rows": 0, "errors": 0}]
     assert manifest["summary"] == {"units": 2, "rows": 3, "errors": 1, "labels": {"car": 2}}
+
+
+def test_rows_go_to_camera_and_day_partitions_that_stay_inside_the_output(tmp_path):
+    batch = rows("a", [0, 1, 2, 3, 4], 4)
+    cameras = pa.array(["gate-3", "../../etc", None, "gate-3"] + [None], pa.string())
+    day = 1_700_000_000_000  # 2023-11-14 22:13:20 UTC
+    times = pa.array([day, day, None, day + 7_200_000, None], pa.timestamp("ms", tz="UTC"))
+    batch = batch.set_column(batch.schema.get_field_index("camera"), "camera", cameras)
+    batch = batch.set_column(batch.schema.get_field_index("wall_time"), "wall_time", times)
+    w = UnitWriter(str(tmp_path), "r", StorageOptions())
+    assert w.add(batch) == ["a"]
+    files = {f["file"]: f for f in w.committed}
+    assert set(files) == {"camera=gate-3/date=2023-11-14/part-a.parquet", "camera=gate-3/date=2023-11-15/part-a.parquet",
+                          "camera=..%2F..%2Fetc/date=2023-11-14/part-a.parquet", unit_file("a")}
+    assert files["camera=..%2F..%2Fetc/date=2023-11-14/part-a.parquet"]["camera"] == "../../etc"
+    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.parquet"))
+    assert written == sorted(files)  # nothing outside the output prefix
+    day1 = pq.read_table(tmp_path / "camera=gate-3/date=2023-11-14/part-a.parquet").to_pylist()
+    assert [(r["record"], str(r["date"])) for r in day1] == [(0, "2023-11-14")]
+    assert sum(f["rows"] for f in files.values()) == 4 and w.summary.units == 1
 
 
 def test_commit_refuses_while_a_unit_is_incomplete(tmp_path):

@@ -155,3 +155,14 @@ def test_plan_groups_videos_with_their_sidecars_and_segments_them():
     units = sources.plan_segments(plan.videos, infos, metas, "fp", Sampling(fps=1), 60)
     assert [(u.params["start"], u.params["end"]) for u in units] == [("0", "60"), ("60", "120"), ("120", None)]
     assert {u.params["camera"] for u in units} == {"c1"} and len({u.unit_id for u in units}) == 3
+
+
+def test_frame_at_returns_the_frame_shown_at_that_time(tmp_path):
+    import numpy as np
+
+    path = encode_video(tmp_path / "v.mp4", frames=50, fps=10, gop=12, size=(64, 48))
+    for t, index in ((0.0, 0), (2.05, 21), (4.9, 49)):  # the first frame at or after t
+        img = video.frame_at(str(path), t, StorageOptions())
+        assert img.size == (64, 48)
+        assert abs(float(np.asarray(img).mean()) - (index * 7) % 256) < 4  # frame i is grey (7 i) % 256
+    assert video.frame_at(str(path), 9.0, StorageOptions()) is None

@@ -1,0 +1,189 @@
+"""SQL over the results: DuckDB on a pyarrow dataset of the files that committed runs list.
+
+DuckDB reads through pyarrow's filesystems (local paths, any S3 endpoint, the jobs' credentials),
+so no DuckDB extension is fetched at run time. Filters and column lists are pushed into the
+dataset scan, and every file carries its partition (camera, date) from the run manifest: a query
+filtered on camera or date opens only the files of those partitions. Files of runs that did not
+commit are not listed in any manifest and so are never seen.
+
+Views: `results` (one row per image or frame, the output schema) and `runs` (one row per
+committed run).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import sys
+from typing import TextIO
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from recog import sink, storage
+from recog.storage import StorageError, StorageOptions
+
+FORMATS = ("table", "csv", "json")
+# `recog summary --by` dimensions: name -> SQL expression over `results`
+DIMENSIONS = {
+    "label": "label", "camera": "camera", "date": "date", "model": "model", "run": "run_id",
+    "hour": "strftime(wall_time, '%Y-%m-%d %H:00')", "hour_of_day": "hour(wall_time)",
+    "source": "source_uri", "error": "error",
+}
+
+
+def partition_expression(entry: dict) -> ds.Expression:
+    """What every row of a manifest's file satisfies: its camera and day. (Arrow also fills these
+    columns from it, so it must be exact.)"""
+    expr = ds.scalar(True)
+    for name in ("camera", "date"):
+        if name not in entry:  # a manifest from before partitions: no promise
+            continue
+        value = entry[name]
+        if name == "date" and value is not None:
+            value = dt.date.fromisoformat(value)
+        expr = expr & (pc.field(name).is_null() if value is None else pc.field(name) == value)
+    return expr
+
+
+def results_dataset(output: str, opts: StorageOptions, runs: list[dict] | None = None,
+                    filesystem=None) -> ds.Dataset:
+    """The committed files under `output` as one dataset. `filesystem` replaces the one the URI
+    implies (the tests count file opens through it)."""
+    runs = sink.committed_runs(output, opts) if runs is None else runs
+    if not runs:
+        raise StorageError(f"{output}: no committed runs here (a run commits by writing _runs/<run_id>.json "
+                           f"when it finishes; is this the --output of a recog job?)")
+    entries = {f["file"]: f for run in runs for f in run["files"]}  # a re-run rewrites the same files
+    fs, base = storage.filesystem(output, opts)
+    paths = [f"{base.rstrip('/')}/{name}" for name in entries]
+    return ds.FileSystemDataset.from_paths(
+        paths, schema=sink.OUTPUT_SCHEMA, format=ds.ParquetFileFormat(), filesystem=filesystem or fs,
+        partitions=[partition_expression(e) for e in entries.values()])
+
+
+def runs_table(runs: list[dict]) -> pa.Table:
+    rows = [{"run_id": r["run_id"], "job": r.get("job"), "model": r.get("model", {}).get("name"),
+             "model_version": r.get("model", {}).get("version"), "started_at": r.get("started_at"),
+             "finished_at": r.get("finished_at"), "rows": r["summary"]["rows"], "errors": r["summary"]["errors"],
+             "files": len(r["files"]), "input": r.get("config", {}).get("input")} for r in runs]
+    return pa.Table.from_pylist(rows)
+
+
+class Results:
+    """A DuckDB connection with the `results` and `runs` views of one output prefix."""
+
+    def __init__(self, output: str, opts: StorageOptions, filesystem=None):
+        import duckdb
+
+        self.runs = sink.committed_runs(output, opts)
+        self.dataset = results_dataset(output, opts, self.runs, filesystem)
+        self.con = duckdb.connect()
+        self.con.register("results", self.dataset)
+        self.con.register("runs", runs_table(self.runs))
+
+    def sql(self, query: str) -> pa.Table:
+        import duckdb
+
+        try:
+            return self.con.sql(query).to_arrow_table()
+        except duckdb.Error as e:
+            raise QueryError(str(e).strip()) from None
+
+
+class QueryError(ValueError):
+    """The SQL is wrong: DuckDB's message says where."""
+
+
+def summary_sql(by: list[str]) -> str:
+    unknown = [d for d in by if d not in DIMENSIONS]
+    if unknown:
+        raise QueryError(f"--by {','.join(unknown)}: not a dimension; choose from {', '.join(DIMENSIONS)}")
+    cols = ", ".join(f"{DIMENSIONS[d]} AS {d}" for d in by)
+    return (f"SELECT {cols}, count(*) AS rows, count(*) FILTER (WHERE error IS NOT NULL) AS errors, "
+            f"round(avg(score), 3) AS mean_score FROM results GROUP BY ALL ORDER BY rows DESC, {', '.join(by)}")
+
+
+# ---- output -------------------------------------------------------------------------------------
+
+def write(table: pa.Table, fmt: str, out: TextIO | None = None, max_rows: int = 100) -> None:
+    """Print a result as an aligned text table (at most `max_rows`), CSV or JSON (an array of objects)."""
+    out = out or sys.stdout
+    if fmt == "csv":
+        rows = table.to_pylist()
+        w = csv.writer(out, lineterminator="\n")
+        w.writerow(table.column_names)
+        w.writerows([_plain(r[c]) for c in table.column_names] for r in rows)
+    elif fmt == "json":
+        json.dump(table.to_pylist(), out, default=_json_default)
+        out.write("\n")
+    else:
+        out.write(format_table(table, max_rows) + "\n")
+
+
+def format_table(table: pa.Table, max_rows: int = 100) -> str:
+    shown = table.slice(0, max_rows).to_pylist()
+    cells = [[_cell(r[c]) for c in table.column_names] for r in shown]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(table.column_names)]
+    numeric = [pa.types.is_integer(t) or pa.types.is_floating(t) for t in table.schema.types]
+
+    def line(values):
+        return "  ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric)).rstrip()
+
+    lines = [line(table.column_names), line(["-" * w for w in widths])] + [line(r) for r in cells]
+    if table.num_rows > max_rows:
+        lines.append(f"... {table.num_rows - max_rows} more row(s) (--format csv or json prints all)")
+    lines.append(f"({table.num_rows} row(s))")
+    return "\n".join(lines)
+
+
+def _cell(v) -> str:
+    if v is None:
+        return "NULL"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    text = str(_plain(v))
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _plain(v):
+    if isinstance(v, (list, dict)):
+        return json.dumps(v, default=_json_default)
+    if isinstance(v, (dt.datetime, dt.date)):
+        return v.isoformat()
+    return "" if v is None else v
+
+
+def _json_default(v):
+    if isinstance(v, (dt.datetime, dt.date, dt.time)):
+        return v.isoformat()
+    if isinstance(v, dt.timedelta):
+        return v.total_seconds()
+    return str(v)
+
+
+def describe_runs(runs: list[dict]) -> str:
+    models = sorted({f"{r.get('model', {}).get('name')} {r.get('model', {}).get('version')}" for r in runs})
+    return (f"{len(runs)} committed run(s), {sum(r['summary']['rows'] for r in runs)} rows written, "
+            f"model(s): {', '.join(models)}")
+
+
+def summarize(results: Results, by: list[str], out: TextIO | None = None) -> None:
+    """`recog summary`: runs and models, then counts per the chosen dimensions."""
+    out = out or sys.stdout
+    out.write(describe_runs(results.runs) + "\n")
+    write(results.sql("SELECT run_id, job, model, model_version, finished_at, rows, errors, input FROM runs "
+                      "ORDER BY run_id"), "table", out)
+    totals = results.sql("SELECT count(*) AS rows, count(*) FILTER (WHERE error IS NOT NULL) AS errors, "
+                         "count(DISTINCT camera) AS cameras, min(wall_time) AS first_seen, max(wall_time) AS last_seen "
+                         "FROM results").to_pylist()[0]
+    out.write(f"\n{totals['rows']} rows visible, {totals['errors']} error(s), {totals['cameras']} camera(s)"
+              + (f", recorded {totals['first_seen']} .. {totals['last_seen']}" if totals["first_seen"] else "") + "\n\n")
+    write(results.sql(summary_sql(by)), "table", out, max_rows=200)
+    errors = results.sql("SELECT split_part(error, ':', 1) AS error, count(*) AS rows FROM results "
+                         "WHERE error IS NOT NULL GROUP BY ALL ORDER BY rows DESC LIMIT 10")
+    if errors.num_rows:
+        out.write("\nerrors by kind:\n")
+        write(errors, "table", out)
