@@ -14,6 +14,8 @@ def add_io_args(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--output", required=True, help="s3://bucket/prefix/ or a local path for the Parquet results")
     p.add_argument("--endpoint-url", default=None,
                    help="S3-compatible endpoint, e.g. http://minio:9000 (default: AWS_ENDPOINT_URL, else AWS)")
+    p.add_argument("--force", action="store_true",
+                   help="redo the units an earlier run of the same job committed (default: resume, skip them)")
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -42,5 +44,6 @@ def config_from_args(args: argparse.Namespace, **job: object) -> InferConfig:
         input=args.input or args.input_list, input_list=bool(args.input_list), output=args.output, endpoint_url=args.endpoint_url, model=args.model,
         weights=args.weights, classes=tuple(args.classes.split(",")) if args.classes else None,
         min_vehicle_score=args.min_vehicle_score, topk=args.topk, device=args.device, actors=args.actors,
-        cpus_per_actor=args.cpus_per_actor, batch_size=args.batch_size, ray_address=args.ray_address, **job,
+        cpus_per_actor=args.cpus_per_actor, batch_size=args.batch_size, ray_address=args.ray_address,
+        force=args.force, **job,
     )

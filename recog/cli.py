@@ -20,6 +20,7 @@ from recog import objectstore
 from recog.cluster import ClusterError
 from recog.models import ModelError
 from recog.objectstore import StoreError
+from recog.pipeline import JobFailed
 from recog.query import QueryError
 from recog.storage import StorageError
 
@@ -34,6 +35,9 @@ def run_job(main: Callable[[argparse.Namespace], int], args: argparse.Namespace)
     except USER_ERRORS as e:
         print(f"recog: error: {e}", file=sys.stderr)
         return 2
+    except JobFailed as e:
+        print(f"recog: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("recog: interrupted", file=sys.stderr)
         return 130

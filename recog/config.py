@@ -34,6 +34,7 @@ class InferConfig:
     segment_seconds: float = 60.0  # video: length of the pieces a video is cut into
     name_pattern: str | None = None  # video: e.g. "{camera}_{start:%Y%m%dT%H%M%S}.mp4"
     ray_address: str | None = None  # None: RAY_ADDRESS, else a private local Ray
+    force: bool = False  # redo units an earlier run of the same job committed
 
     @property
     def sampling(self) -> Sampling:

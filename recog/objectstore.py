@@ -75,7 +75,10 @@ def free_ports(n: int) -> list[int]:
 
 
 def _port_free(port: int) -> bool:
+    """Nothing listens on it. (Connections of a server just stopped, in TIME_WAIT, do not count:
+    the server binds with SO_REUSEADDR, as Go does, and so does this check.)"""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
             return True

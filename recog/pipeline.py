@@ -159,36 +159,77 @@ def run_inference(cfg: InferConfig, out=sys.stdout) -> dict:
     print(f"[recog] {found}; model {spec.name} {spec.version}"
           + (f"; ignored {len(work.ignored)} other file(s)" if work.ignored else ""), file=out, flush=True)
 
-    import ray
-
-    init_ray(cfg.ray_address)
-    res = plan_resources(ray.cluster_resources(), cfg, largest_node_cpus())
-    print(f"[recog] cluster {_describe_cluster(ray.cluster_resources())}: {res.describe()}", file=out, flush=True)
+    # Resume: units an earlier run of this job committed are taken over, not redone.
+    earlier = {} if cfg.force else sink.committed_units(cfg.output, [u.unit_id for u in work.units], opts)
+    todo = [u for u in work.units if u.unit_id not in earlier]
+    if earlier:
+        print(f"[recog] {len(earlier)} of {len(work.units)} unit(s) already committed by an earlier run; "
+              f"{len(todo)} to do (--force redoes them all)", file=out, flush=True)
+    if not todo and (finished := _run_covering(cfg.output, {u.unit_id for u in work.units}, opts)):
+        print(f"[recog] nothing to do: every unit is committed, run {finished['run_id']} "
+              f"({finished['summary']['rows']} rows); nothing written. --force reprocesses.", file=out, flush=True)
+        return finished
 
     run_id = sink.new_run_id()
     writer = sink.UnitWriter(cfg.output, run_id, opts)
-    progress = Progress(len(work.units), label="frames" if cfg.media == "video" else "images")
+    writer.adopt(list(earlier.values()))
+    progress = Progress(len(todo), label="frames" if cfg.media == "video" else "images")
     t0 = time.monotonic()
-    for batch in build_pipeline(work.units, spec, res, cfg).iter_batches(batch_format="pyarrow", batch_size=None):
-        done = writer.add(batch)
-        inputs = batch.num_rows - pc.sum(batch.column("end")).as_py()
-        progress.update(units=len(done), rows=inputs,
-                        errors=batch.num_rows - batch.column("error").null_count)
+    res = None
+    if todo:
+        import ray
+
+        init_ray(cfg.ray_address)
+        res = plan_resources(ray.cluster_resources(), cfg, largest_node_cpus())
+        print(f"[recog] cluster {_describe_cluster(ray.cluster_resources())}: {res.describe()}", file=out, flush=True)
+        try:
+            for batch in build_pipeline(todo, spec, res, cfg).iter_batches(batch_format="pyarrow", batch_size=None):
+                done = writer.add(batch)
+                inputs = batch.num_rows - pc.sum(batch.column("end")).as_py()
+                progress.update(units=len(done), rows=inputs,
+                                errors=batch.num_rows - batch.column("error").null_count)
+        except Exception as e:
+            made = writer.summary.units - writer.summary.resumed_units
+            raise JobFailed(f"the job stopped after committing {made} of {len(todo)} unit(s): {_cause(e)}. "
+                            f"Committed units are kept: run the same command again to do the rest.") from e
     elapsed = time.monotonic() - t0
     summary = writer.summary
+    made = summary.rows - sum(r["rows"] for r in earlier.values())  # rows this run labeled itself
     manifest_uri = writer.commit({
         "job": "footage" if cfg.media == "video" else "infer", "status": "committed",
         "started_at": started.isoformat(), "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(),
-        "elapsed_s": round(elapsed, 3), "rows_per_s": round(summary.rows / elapsed, 2) if elapsed else None,
+        "elapsed_s": round(elapsed, 3), "rows_per_s": round(made / elapsed, 2) if todo and elapsed else None,
         "config": cfg.to_dict(), "model": spec.to_dict() | {"classes": len(spec.classes)},
-        "resources": res.__dict__,
+        "resources": res.__dict__ if res else None,
         "inputs": {"shards": work.shards, "images": work.images, "videos": len(work.videos), "ignored": len(work.ignored)},
     })
     labels = ", ".join(f"{k} {v}" for k, v in summary.labels.most_common())
     print(f"[recog] run {run_id}: {summary.rows} rows in {len(writer.committed)} file(s), {summary.errors} error(s), "
-          f"{summary.rows / elapsed:.1f} {progress.label}/s | {labels}", file=out, flush=True)
+          f"{made / elapsed if elapsed else 0:.1f} {progress.label}/s"
+          + (f" ({summary.resumed_units} unit(s) from an earlier run)" if summary.resumed_units else "")
+          + f" | {labels}", file=out, flush=True)
     print(f"[recog] results: {cfg.output}  manifest: {manifest_uri}", file=out, flush=True)
     return json.loads(storage.read_bytes(manifest_uri, opts))
+
+
+class JobFailed(RuntimeError):
+    """The job could not finish (e.g. the object store went away); what it committed is kept."""
+
+
+def _cause(e: BaseException) -> str:
+    """The innermost error's first line: Ray wraps a task's exception in its own."""
+    while getattr(e, "cause", None) is not None or e.__cause__ is not None:
+        e = getattr(e, "cause", None) or e.__cause__
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[-1] if text else ''}"
+
+
+def _run_covering(output: str, unit_ids: set[str], opts: StorageOptions) -> dict | None:
+    """A committed run whose files include every one of `unit_ids`, if any (the newest)."""
+    for run in reversed(sink.committed_runs(output, opts)):
+        if unit_ids <= {f["unit_id"] for f in run["files"]}:
+            return run
+    return None
 
 
 def _describe_cluster(res: dict) -> str:

@@ -15,8 +15,9 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image, ImageOps
 
-# Decompression-bomb guard: refuse images above this many pixels (PIL's default is 89 M and it
-# only warns up to twice that). 100 M pixels is a 10k x 10k frame, larger than any camera here.
+# Decompression-bomb guard: refuse images above this many pixels, from the header, before any
+# pixel is decoded. (PIL's own guard, set to the same figure, only warns up to twice that.)
+# 100 M pixels is a 10k x 10k frame, larger than any camera here.
 MAX_PIXELS = 100_000_000
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
@@ -75,6 +76,10 @@ def decode_image(data: bytes, prep: Preprocessing) -> tuple[np.ndarray, int, int
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
+            if img.width * img.height > (Image.MAX_IMAGE_PIXELS or float("inf")):
+                raise Image.DecompressionBombError(
+                    f"{img.width} x {img.height} = {img.width * img.height:,} pixels, over the limit of "
+                    f"{Image.MAX_IMAGE_PIXELS:,} (decompression bomb guard)")
             img = ImageOps.exif_transpose(img)  # camera photos are often stored sideways
             img.load()
             width, height = img.size

@@ -5,9 +5,13 @@ unit. A unit is complete when its end-of-unit record has arrived and every recor
 its rows are then sorted and written as `camera=<camera>/date=<day>/part-<unit_id>.parquet`
 (one file per camera and day the unit's rows fall in), a name fixed by the unit's inputs and the
 model, so writing a unit twice replaces files rather than adding duplicates. Rows that arrive
-twice (a retried task) are dropped by record number. After the last unit the run's manifest goes
-to `_runs/<run_id>.json`: the files the run committed with their partition values, its
-configuration and its summary. Readers (recog query) see the files committed runs list, nothing else.
+twice (a retried task) are dropped by record number.
+
+Commits happen at two levels. A unit commits when its record `_units/<unit_id>.json` (its files,
+their partitions, its counts) is written after its files: a re-run skips committed units, so a
+crash loses only the units in flight. The run commits when its manifest `_runs/<run_id>.json`
+(every file of every unit of the job, its configuration and summary) is written after all its
+units. Readers (recog query) see only files that committed run manifests list.
 """
 
 from __future__ import annotations
@@ -105,16 +109,34 @@ class Summary:
     rows: int = 0
     errors: int = 0
     labels: collections.Counter = field(default_factory=collections.Counter)
+    resumed_units: int = 0  # of `units`, those committed by an earlier run and taken over
 
-    def add(self, table: pa.Table) -> None:
-        """Count a unit's rows."""
+    def add(self, rows: int, errors: int, labels: dict) -> None:
         self.units += 1
-        self.rows += table.num_rows
-        self.errors += table.num_rows - table.column("error").null_count
-        self.labels.update(v for v in table.column("label").to_pylist() if v is not None)
+        self.rows += rows
+        self.errors += errors
+        self.labels.update(labels)
 
     def to_dict(self) -> dict:
-        return {"units": self.units, "rows": self.rows, "errors": self.errors, "labels": dict(self.labels.most_common())}
+        return {"units": self.units, "rows": self.rows, "errors": self.errors, "labels": dict(self.labels.most_common()),
+                "resumed_units": self.resumed_units}
+
+
+def unit_record_uri(output: str, unit_id: str) -> str:
+    return storage.join(output, "_units", f"{unit_id}.json")
+
+
+def committed_units(output: str, unit_ids: list[str], opts: StorageOptions) -> dict[str, dict]:
+    """The commit records of those of `unit_ids` that an earlier run finished (one listing, then
+    a parallel read of the records wanted)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    wanted = set(unit_ids)
+    uris = [f.uri for f in storage.list_files(storage.join(output, "_units") + "/", opts)
+            if f.uri.rsplit("/", 1)[-1].removesuffix(".json") in wanted]
+    with ThreadPoolExecutor(16) as pool:
+        records = list(pool.map(lambda u: json.loads(storage.read_bytes(u, opts)), uris))
+    return {r["unit_id"]: r for r in records}
 
 
 class UnitWriter:
@@ -148,16 +170,31 @@ class UnitWriter:
         return done
 
     def _write(self, unit: str, rows: pa.Table) -> None:
+        """Write a complete unit's files, then its commit record."""
         table = to_output(rows, self.run_id)
-        self.summary.add(table)
+        files = []
         for camera, date, part in partitions(table):
             buf = io.BytesIO()
             pq.write_table(part, buf, compression="zstd")
             name = unit_file(unit, camera, date)
             storage.write_bytes(storage.join(self.output, name), buf.getvalue(), self.opts)
-            self.committed.append({"unit_id": unit, "file": name, "camera": camera,
-                                   "date": date.isoformat() if date else None,
-                                   "rows": part.num_rows, "errors": part.num_rows - part.column("error").null_count})
+            files.append({"unit_id": unit, "file": name, "camera": camera, "date": date.isoformat() if date else None,
+                          "rows": part.num_rows, "errors": part.num_rows - part.column("error").null_count})
+        labels = collections.Counter(v for v in table.column("label").to_pylist() if v is not None)
+        record = {"unit_id": unit, "run_id": self.run_id, "files": files, "rows": table.num_rows,
+                  "errors": sum(f["errors"] for f in files), "labels": dict(labels)}
+        storage.write_bytes(unit_record_uri(self.output, unit), json.dumps(record).encode(), self.opts)
+        self._take(record)
+
+    def _take(self, record: dict) -> None:
+        self.committed += record["files"]
+        self.summary.add(record["rows"], record["errors"], record["labels"])
+
+    def adopt(self, records: list[dict]) -> None:
+        """Units an earlier run committed: part of this run's manifest without being redone."""
+        for record in records:
+            self._take(record)
+        self.summary.resumed_units += len(records)
 
     def commit(self, manifest: dict) -> str:
         """Write the run manifest (last, after every unit file); return its URI."""

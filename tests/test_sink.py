@@ -4,7 +4,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from recog.sink import OUTPUT_SCHEMA, UnitWriter, unit_file
+from recog.sink import OUTPUT_SCHEMA, UnitWriter, committed_units, unit_file
 from recog.storage import StorageOptions
 
 
@@ -54,7 +54,21 @@ def test_manifest_is_written_last_and_lists_the_files(tmp_path):
     assert manifest["files"] == [
         {"unit_id": "a", "file": unit_file("a"), "camera": None, "date": None, "rows": 3, "errors": 1},
         {"unit_id": "empty", "file": unit_file("empty"), "camera": None, "date": None, "rows": 0, "errors": 0}]
-    assert manifest["summary"] == {"units": 2, "rows": 3, "errors": 1, "labels": {"car": 2}}
+    assert manifest["summary"] == {"units": 2, "rows": 3, "errors": 1, "labels": {"car": 2}, "resumed_units": 0}
+
+
+def test_each_unit_commits_on_its_own_and_a_later_run_adopts_it(tmp_path):
+    first = UnitWriter(str(tmp_path), "r1", StorageOptions())
+    first.add(rows("a", [0, 1, 2, 3], 3))
+    first.add(rows("b", [0, 1], 2))  # b incomplete: the run "crashes" here, nothing else committed
+    done = committed_units(str(tmp_path), ["a", "b", "c"], StorageOptions())
+    assert set(done) == {"a"} and done["a"]["files"] == first.committed and done["a"]["labels"] == {"car": 2}
+    second = UnitWriter(str(tmp_path), "r2", StorageOptions())
+    second.adopt(list(done.values()))
+    second.add(rows("b", [0, 1, 2], 2))
+    manifest = json.loads(open(second.commit({"status": "committed"})).read())
+    assert [f["unit_id"] for f in manifest["files"]] == ["a", "b"]
+    assert manifest["summary"]["units"] == 2 and manifest["summary"]["resumed_units"] == 1
 
 
 def test_rows_go_to_camera_and_day_partitions_that_stay_inside_the_output(tmp_path):
