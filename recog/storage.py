@@ -180,10 +180,14 @@ def _list_pattern(pattern: str, opts: StorageOptions, max_attempts: int) -> list
     return sorted(found.values(), key=lambda f: f.uri)
 
 
+READ_BUFFER = 4 << 20  # bytes per request when streaming an object
+
+
 def open_input(uri: str, opts: StorageOptions):
-    """A sequential read stream for `uri` (use as a context manager)."""
+    """A sequential read stream for `uri` (use as a context manager). Buffered: tarfile reads 10 KB
+    at a time, and unbuffered each read is an HTTP request (a 15 MB shard took 3.4 s, not 0.2 s)."""
     fs, path = filesystem(uri, opts)
-    return fs.open_input_stream(path)
+    return fs.open_input_stream(path, buffer_size=READ_BUFFER)
 
 
 def read_bytes(uri: str, opts: StorageOptions) -> bytes:
