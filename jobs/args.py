@@ -34,6 +34,11 @@ def add_cluster_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--actors", type=int, default=None, help="predictor actors (default: one per GPU, or from CPUs)")
     p.add_argument("--cpus-per-actor", type=float, default=None, help="CPUs (torch threads) per CPU predictor actor")
     p.add_argument("--batch-size", type=int, default=None, help="images per model call (default: 256 GPU, 32 CPU)")
+    p.add_argument("--decode", choices=("workers", "predictor"), default="workers",
+                   help="where JPEGs are decoded: CPU workers (default), or the predictor actors on their device "
+                        "(nvJPEG on a GPU), for when the CPUs cannot keep up with the GPUs")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the model in each predictor actor (slower start, often faster batches)")
     p.add_argument("--ray-address", default=None,
                    help="Ray cluster to run on (default: RAY_ADDRESS; without it, a private local Ray)")
 
@@ -44,6 +49,6 @@ def config_from_args(args: argparse.Namespace, **job: object) -> InferConfig:
         input=args.input or args.input_list, input_list=bool(args.input_list), output=args.output, endpoint_url=args.endpoint_url, model=args.model,
         weights=args.weights, classes=tuple(args.classes.split(",")) if args.classes else None,
         min_vehicle_score=args.min_vehicle_score, topk=args.topk, device=args.device, actors=args.actors,
-        cpus_per_actor=args.cpus_per_actor, batch_size=args.batch_size, ray_address=args.ray_address,
+        cpus_per_actor=args.cpus_per_actor, batch_size=args.batch_size, decode=args.decode, compile=args.compile, ray_address=args.ray_address,
         force=args.force, **job,
     )

@@ -24,6 +24,8 @@ class InferConfig:
     actors: int | None = None  # predictor actors; default: one per GPU, or from the CPU count
     cpus_per_actor: float | None = None  # default: from the CPU count
     batch_size: int | None = None  # images per model call; default by device
+    decode: str = "workers"  # JPEGs decoded by the CPU "workers", or by the "predictor" on its device (nvJPEG)
+    compile: bool = False  # torch.compile the model in each predictor actor
     topk: int = 5
     min_vehicle_score: float = 0.1  # vehicle types must hold this much probability, else not_vehicle
     images_per_unit: int = 256  # loose images per output file

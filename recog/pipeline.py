@@ -16,9 +16,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterator
 
-import pyarrow as pa
 import pyarrow.compute as pc
 
 from recog import models, preprocess, sink, sources, storage, video
@@ -26,44 +24,65 @@ from recog.cluster import ClusterError
 from recog.config import InferConfig
 from recog.models import ModelSpec
 from recog.predict import Predictor
-from recog.preprocess import Preprocessing
 from recog.progress import Progress
 from recog.storage import StorageOptions
 
-ACTOR_MEMORY = 2 << 30  # bytes of RAM reserved per predictor actor (torch + model + a batch)
+GPU_ACTOR_MEMORY = 2 << 30  # bytes of RAM reserved per predictor actor (torch, CUDA, model, a batch)
+CPU_ACTOR_MEMORY = 1 << 30  # measured 0.9 GB resident for EfficientNet-Lite0 at batch 16
+
+
+# Ray's CPUs are admission tickets, not cores. A CPU predictor actor holds MODEL_SHARE of a ticket
+# per torch thread and a decode task DECODE_TASK_CPUS, so that on every node, even one of one CPU,
+# decode tasks fit beside the actors: they take about a tenth of the work (PIL at reduced scale)
+# and time-share the cores the model keeps busy. See bench/throughput.py for the figures.
+MODEL_SHARE = 0.75
+GPU_BATCH, CPU_BATCH = 256, 16  # CPU: batch 16 ran 75 images/s, batch 32 60 (activations fall out of cache)
+DECODE_TASK_CPUS = 0.25
 
 
 @dataclass(frozen=True)
 class Resources:
-    """How the predictor pool is laid out on the cluster."""
+    """How the predictor pool and the decode tasks are laid out on the cluster."""
 
     actors: int
-    cpus_per_actor: float
+    cpus_per_actor: float  # Ray CPUs each actor holds
     gpus_per_actor: float
     batch_size: int
     device: str  # "cuda" or "cpu"
+    threads: int | None = None  # torch threads in each CPU actor (Ray would set OMP threads to its CPUs)
+    decode_cpus: float = 1.0  # Ray CPUs each decode task holds
+    memory: int = GPU_ACTOR_MEMORY  # bytes of RAM each actor holds
 
     def describe(self) -> str:
-        kind = f"{self.gpus_per_actor:g} GPU" if self.gpus_per_actor else f"{self.cpus_per_actor:g} CPU"
+        kind = f"{self.gpus_per_actor:g} GPU" if self.gpus_per_actor else f"{self.threads} thread(s)"
         return f"{self.actors} predictor actor(s) x {kind} each on {self.device}, batch {self.batch_size}"
 
 
 def plan_resources(cluster: dict, cfg: InferConfig, node_cpus: float | None = None) -> Resources:
     """Size the predictor pool from the cluster's resources, unless the config says otherwise.
 
-    With GPUs: one actor per GPU. CPU only: about half the CPUs run the model, in actors of up to
-    4 threads each (and no more than the largest node has, `node_cpus`); the rest decode images.
+    With GPUs: one actor per GPU, and every CPU decodes. CPU only: the model is most of the work,
+    so it gets every core, as one single-threaded actor per core (measured faster here than fewer
+    actors with more threads: no OpenMP barrier waits on a core that is also decoding); with
+    `cpus_per_actor` set, actors of that many threads. `node_cpus`, the largest node's CPUs,
+    bounds an actor: a bigger one would never be placed.
     """
     gpus, cpus = int(cluster.get("GPU", 0)), max(1, int(cluster.get("CPU", 1)))
     if gpus and cfg.device != "cpu":
-        return Resources(cfg.actors or gpus, cfg.cpus_per_actor or 1, 1, cfg.batch_size or 256, "cuda")
+        return Resources(cfg.actors or gpus, cfg.cpus_per_actor or 1, 1, cfg.batch_size or GPU_BATCH, "cuda")
     if cfg.device == "cuda":
-        raise RuntimeError("--device cuda was asked for, but the Ray cluster has no GPUs")
-    model_cpus = max(1, cpus // 2)
+        raise ClusterError("--device cuda was asked for, but the Ray cluster has no GPUs")
     fits = max(1, int(node_cpus or cpus))
-    actors = cfg.actors or max(1, model_cpus // min(4, fits))
-    per_actor = cfg.cpus_per_actor or max(1, min(fits, model_cpus // actors))
-    return Resources(actors, per_actor, 0, cfg.batch_size or 32, "cpu")
+    if cfg.cpus_per_actor and cfg.cpus_per_actor > fits:
+        raise ClusterError(f"--cpus-per-actor {cfg.cpus_per_actor:g}: the largest node has {fits} CPU(s)")
+    threads = max(1, int(cfg.cpus_per_actor or 1))
+    memory_fits = int(cluster.get("memory", 0) // CPU_ACTOR_MEMORY) or cpus
+    actors = cfg.actors or max(1, min(cpus // threads, memory_fits))
+    if actors * threads * MODEL_SHARE + DECODE_TASK_CPUS > cpus:
+        raise ClusterError(f"--actors {actors} x {threads} thread(s) do not fit in the cluster's {cpus} CPU(s) "
+                           f"with room left to decode: ask for at most {int((cpus - DECODE_TASK_CPUS) / (threads * MODEL_SHARE))}")
+    return Resources(actors, threads * MODEL_SHARE, 0, cfg.batch_size or CPU_BATCH, "cpu", threads, DECODE_TASK_CPUS,
+                     CPU_ACTOR_MEMORY)
 
 
 def init_ray(address: str | None, dashboard: bool = False) -> None:
@@ -84,13 +103,6 @@ def init_ray(address: str | None, dashboard: bool = False) -> None:
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # recog prints its own progress
 
 
-def load_units(units: pa.Table, opts: StorageOptions, prep: Preprocessing, sampling: video.Sampling) -> Iterator[pa.Table]:
-    """The CPU stage: read each unit and turn its records into model input (uint8 pixels)."""
-    for row in units.to_pylist():
-        for records in sources.read_unit(sources.Unit.from_row(row), opts, sampling):
-            yield preprocess.model_input(records, prep, sources.RECORD_SCHEMA)
-
-
 def build_pipeline(units: list[sources.Unit], spec: ModelSpec, res: Resources, cfg: InferConfig):
     """The Ray Data chain, every stage with its resources in one place."""
     import ray.data
@@ -101,14 +113,15 @@ def build_pipeline(units: list[sources.Unit], spec: ModelSpec, res: Resources, c
     return (
         ray.data.from_items([u.to_row() for u in units], override_num_blocks=max(1, len(units)))
         # read + decode + resize: CPU tasks, one unit (shard, image group, video segment) each
-        .map_batches(load_units, batch_size=1, batch_format="pyarrow",
-                     fn_kwargs={"opts": cfg.storage, "prep": spec.preprocessing, "sampling": cfg.sampling})
+        .map_batches(preprocess.load_units, batch_size=1, batch_format="pyarrow", num_cpus=res.decode_cpus,
+                     fn_kwargs={"opts": cfg.storage, "prep": spec.preprocessing, "sampling": cfg.sampling,
+                                "defer_jpeg": cfg.decode == "predictor"})
         # the model: a pool of actors, each with its own GPU (or CPUs)
         .map_batches(
             Predictor,
             fn_constructor_kwargs={"spec": spec, "opts": cfg.storage, "device": res.device, "topk": cfg.topk,
                                    "min_vehicle_score": cfg.min_vehicle_score,
-                                   "threads": None if res.gpus_per_actor else int(res.cpus_per_actor)},
+                                   "threads": res.threads, "compile": cfg.compile},
             batch_size=res.batch_size,
             batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=res.actors),
@@ -117,7 +130,7 @@ def build_pipeline(units: list[sources.Unit], spec: ModelSpec, res: Resources, c
             # Room for the weights and a batch's activations. Being a different request from the
             # decode tasks', it also stops Ray Data fusing decoding into the actors, which would
             # leave the model's CPUs decoding and the rest idle.
-            memory=ACTOR_MEMORY,
+            memory=res.memory,
         )
     )
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import io
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image, ImageOps
 
 # Decompression-bomb guard: refuse images above this many pixels, from the header, before any
 # pixel is decoded. (PIL's own guard, set to the same figure, only warns up to twice that.)
@@ -65,32 +67,120 @@ def resize_crop(img: Image.Image, prep: Preprocessing) -> np.ndarray:
     return np.array(img, dtype=np.uint8)  # a writable copy: torch takes it without complaint
 
 
-def decode_image(data: bytes, prep: Preprocessing) -> tuple[np.ndarray, int, int]:
-    """Decode image bytes; return the model-ready pixels and the original width and height.
+def oriented_size(img: Image.Image) -> tuple[int, int]:
+    """Width and height as the image is meant to be seen (EXIF orientations 5-8 swap them)."""
+    turned = img.getexif().get(ExifTags.Base.Orientation, 1) in (5, 6, 7, 8)
+    return (img.height, img.width) if turned else img.size
 
-    Raises DecodeError with a specific message for empty, unreadable, truncated or oversized input.
-    """
+
+def reduce_jpeg(img: Image.Image, prep: Preprocessing) -> None:
+    """Let libjpeg decode a large JPEG at 1/2, 1/4 or 1/8 scale (DCT scaling, PIL's `draft`), never
+    below the size the resize needs: a 1920x1080 frame bound for 256 px is decoded at 480x270,
+    about a quarter of the work, and the bicubic resize that follows starts from less."""
+    if img.format == "JPEG":
+        scale = prep.resize_size / min(img.size)
+        if scale < 0.5:
+            img.draft("RGB", (int(img.width * scale) + 1, int(img.height * scale) + 1))
+
+
+@contextmanager
+def _decoding(data: bytes):
+    """Whatever PIL raises on `data`, as a DecodeError that says what is wrong with the file."""
     if not data:
         raise DecodeError("empty file (0 bytes)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-            if img.width * img.height > (Image.MAX_IMAGE_PIXELS or float("inf")):
-                raise Image.DecompressionBombError(
-                    f"{img.width} x {img.height} = {img.width * img.height:,} pixels, over the limit of "
-                    f"{Image.MAX_IMAGE_PIXELS:,} (decompression bomb guard)")
-            img = ImageOps.exif_transpose(img)  # camera photos are often stored sideways
-            img.load()
-            width, height = img.size
-            pixels = resize_crop(to_rgb(img), prep)
+            yield
     except Image.DecompressionBombError as e:
         raise DecodeError(f"image too large: {e}") from None
     except Image.UnidentifiedImageError:
         raise DecodeError(f"not a recognised image format (first bytes {data[:8]!r})") from None
     except Exception as e:  # noqa: BLE001 - a bad file must become a row, whatever PIL raises
         raise DecodeError(f"cannot decode image: {type(e).__name__}: {e}") from None
+
+
+def open_image(data: bytes) -> Image.Image:
+    """The image's header, refused when it is a decompression bomb. Call inside `_decoding`."""
+    img = Image.open(io.BytesIO(data))
+    if img.width * img.height > (Image.MAX_IMAGE_PIXELS or float("inf")):
+        raise Image.DecompressionBombError(
+            f"{img.width} x {img.height} = {img.width * img.height:,} pixels, over the limit of "
+            f"{Image.MAX_IMAGE_PIXELS:,} (decompression bomb guard)")
+    return img
+
+
+def decode_image(data: bytes, prep: Preprocessing) -> tuple[np.ndarray, int, int]:
+    """Decode image bytes; return the model-ready pixels and the original width and height.
+
+    Raises DecodeError with a specific message for empty, unreadable, truncated or oversized input.
+    """
+    with _decoding(data):
+        img = open_image(data)
+        width, height = oriented_size(img)
+        reduce_jpeg(img, prep)
+        img = ImageOps.exif_transpose(img)  # camera photos are often stored sideways
+        img.load()
+        pixels = resize_crop(to_rgb(img), prep)
     return pixels, width, height
+
+
+def deferrable_jpeg(data: bytes) -> tuple[int, int] | None:
+    """Width and height of a JPEG the predictor can decode on its device (RGB or grey, stored
+    upright); None for anything else, which is decoded here. Reads the header only."""
+    if data[:3] != b"\xff\xd8\xff":
+        return None
+    with _decoding(data):
+        img = open_image(data)
+        if img.mode not in ("RGB", "L") or img.getexif().get(ExifTags.Base.Orientation, 1) != 1:
+            return None
+        return img.size
+
+
+def resize_crop_tensor(img, prep: Preprocessing):
+    """`resize_crop` for a decoded (3, H, W) uint8 tensor, on its device; returns (S, S, 3) uint8."""
+    from torchvision.transforms.v2 import InterpolationMode
+    from torchvision.transforms.v2 import functional as F
+
+    h, w = img.shape[-2:]
+    scale = prep.resize_size / min(w, h)
+    size = [max(prep.input_size, round(h * scale)), max(prep.input_size, round(w * scale))]
+    img = F.resize(img, size, interpolation=InterpolationMode(prep.interpolation), antialias=True)
+    return F.center_crop(img, [prep.input_size, prep.input_size]).permute(1, 2, 0)
+
+
+def decode_jpegs(datas: list[bytes], prep: Preprocessing, device):
+    """JPEG bytes -> ((N, S, S, 3) uint8 tensor on `device`, error per image or None), decoded with
+    torchvision's decode_jpeg (nvJPEG on a CUDA device) and resized there. A file it cannot read
+    is tried again with PIL on the CPU, which gives the same error message as the CPU path."""
+    import torch
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    raw = [torch.frombuffer(bytearray(d), dtype=torch.uint8) for d in datas]
+
+    def one(r):
+        try:
+            return decode_jpeg(r, mode=ImageReadMode.RGB, device=device)
+        except RuntimeError:
+            return None
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # deprecated for TorchCodec in torchvision 0.29; still the nvJPEG path
+        try:
+            images = decode_jpeg(raw, mode=ImageReadMode.RGB, device=device)
+        except RuntimeError:  # one bad file fails the whole call: decode them one by one
+            images = [one(r) for r in raw]
+    out = torch.zeros((len(datas), prep.input_size, prep.input_size, 3), dtype=torch.uint8, device=device)
+    errors: list[str | None] = [None] * len(datas)
+    for i, img in enumerate(images):
+        if img is not None:
+            out[i] = resize_crop_tensor(img, prep)
+            continue
+        try:
+            out[i] = torch.from_numpy(decode_image(datas[i], prep)[0]).to(device)
+        except DecodeError as e:
+            errors[i] = str(e)
+    return out, errors
 
 
 def frame_pixels(frame: Image.Image, prep: Preprocessing) -> tuple[np.ndarray, int, int]:
@@ -101,10 +191,11 @@ def frame_pixels(frame: Image.Image, prep: Preprocessing) -> tuple[np.ndarray, i
         raise DecodeError(f"cannot convert frame: {type(e).__name__}: {e}") from None
 
 
-def model_input(records: list[dict], prep: Preprocessing, schema: pa.Schema) -> pa.Table:
+def model_input(records: list[dict], prep: Preprocessing, schema: pa.Schema, defer_jpeg: bool = False) -> pa.Table:
     """Records (with `data` bytes or a decoded `frame`) -> a table of their `schema` fields plus
-    `width`, `height` and `image` (uint8 tensor). Records that failed to decode get `error` and a
-    black image; so do end-of-unit records, which carry no input."""
+    `width`, `height`, `image` (uint8 tensor) and `encoded`. Records that failed to decode get
+    `error` and a black image; so do end-of-unit records, which carry no input. With `defer_jpeg`,
+    JPEGs the predictor can decode on its device are passed on as bytes in `encoded` instead."""
     from ray.data.extensions import ArrowTensorArray  # the tensor column type Ray Data batches natively
 
     n = len(records)
@@ -112,12 +203,15 @@ def model_input(records: list[dict], prep: Preprocessing, schema: pa.Schema) -> 
     widths: list[int | None] = [None] * n
     heights: list[int | None] = [None] * n
     errors = [r["error"] for r in records]
+    encoded: list[bytes | None] = [None] * n
     for i, r in enumerate(records):
         if errors[i] is not None or r["end"]:
             continue
         try:
             if r.get("frame") is not None:
                 images[i], widths[i], heights[i] = frame_pixels(r["frame"], prep)
+            elif defer_jpeg and (size := deferrable_jpeg(r["data"])):
+                (widths[i], heights[i]), encoded[i] = size, r["data"]
             else:
                 images[i], widths[i], heights[i] = decode_image(r["data"], prep)
         except DecodeError as e:
@@ -127,4 +221,15 @@ def model_input(records: list[dict], prep: Preprocessing, schema: pa.Schema) -> 
     table = table.append_column("error", pa.array(errors, pa.string()))
     table = table.append_column("width", pa.array(widths, pa.int32()))
     table = table.append_column("height", pa.array(heights, pa.int32()))
+    table = table.append_column("encoded", pa.array(encoded, pa.binary()))
     return table.append_column("image", ArrowTensorArray.from_numpy(images))
+
+
+def load_units(units: pa.Table, opts, prep: Preprocessing, sampling, defer_jpeg: bool = False) -> Iterator[pa.Table]:
+    """The CPU stage (a Ray Data task per unit): read each unit and turn its records into model
+    input. It lives here, away from torch, so that a decode worker starts without importing it."""
+    from recog import sources
+
+    for row in units.to_pylist():
+        for records in sources.read_unit(sources.Unit.from_row(row), opts, sampling):
+            yield model_input(records, prep, sources.RECORD_SCHEMA, defer_jpeg)

@@ -107,6 +107,26 @@ def test_default_model_labels_the_real_vehicle_photos(shared_data, bucket, opts,
     assert accuracy["cifar10"][0] / accuracy["cifar10"][1] > 0.2  # 36% measured; 32 px images
 
 
+def test_decoding_on_the_predictor_gives_the_same_labels(shared_data, bucket, opts, ray_local):
+    """--decode predictor (nvJPEG on a GPU; torchvision's libjpeg here) against the CPU workers'
+    PIL path, on the real photos plus a PNG and a broken JPEG."""
+    photos = sorted((shared_data / "photos" / "imagenet").iterdir())
+    members = [(f"{i:03d}.jpg", p.read_bytes()) for i, p in enumerate(photos)]
+    members += [("png.png", png("RGB", 300, 200)), ("bad.jpg", jpeg(300, 200)[:400])]
+    storage.write_bytes(f"{bucket}/dec/in/s.tar", tar_shard(members), opts)
+    rows = {}
+    for decode in ("workers", "predictor"):
+        manifest = run_inference(InferConfig(input=f"{bucket}/dec/in/", output=f"{bucket}/dec/{decode}", decode=decode))
+        rows[decode] = {r["key"]: r for r in read_run(f"{bucket}/dec/{decode}", manifest, opts)}
+    workers, predictor = rows["workers"], rows["predictor"]
+    assert set(workers) == set(predictor) and len(workers) == len(photos) + 2
+    for key, r in predictor.items():
+        assert (r["label"], r["width"], r["height"]) == (workers[key]["label"], workers[key]["width"], workers[key]["height"]), key
+        assert r["error"] == workers[key]["error"]
+    assert predictor["bad"]["error"].startswith("cannot decode image") and predictor["png"]["label"]
+    assert max(abs(r["score"] - workers[k]["score"]) for k, r in predictor.items() if r["score"] is not None) < 0.1
+
+
 def _cli(*args, env_update=None, timeout=300):
     env = {**os.environ, **(env_update or {})}
     t0 = time.monotonic()

@@ -51,6 +51,16 @@ def test_torchvision_arch_from_a_local_checkpoint(tmp_path):
     assert probs.shape == (2, 3) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
 
 
+def test_compiled_model_gives_the_same_probabilities(tmp_path):
+    """--compile: torch.compile (inductor, C++ on CPU) in place of eager mode, same numbers."""
+    spec = models.resolve("resnet18", str(_checkpoint(tmp_path)), ["bus", "car", "truck"])
+    pixels = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    eager = Classifier(spec, StorageOptions(), "cpu").probabilities(pixels)
+    compiled = Classifier(spec, StorageOptions(), "cpu", compile=True)
+    assert compiled.model is not compiled.model._orig_mod  # really compiled
+    assert np.allclose(compiled.probabilities(pixels), eager, atol=1e-4)
+
+
 @pytest.mark.parametrize("arch", ["resnet50", "mobilenet_v3_large", "efficientnet_b0"])
 def test_torchvision_imagenet_checkpoints_from_s3(tmp_path, bucket, opts, arch):
     path = _checkpoint(tmp_path, arch, num_classes=1000)

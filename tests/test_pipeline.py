@@ -1,3 +1,6 @@
+import pytest
+
+from recog.cluster import ClusterError
 from recog.config import InferConfig
 from recog.pipeline import plan_resources
 
@@ -9,22 +12,33 @@ def test_one_gpu_actor_per_gpu():
     assert (res.actors, res.gpus_per_actor, res.device) == (4, 1, "cuda")
 
 
-def test_cpu_only_keeps_half_the_cpus_for_decoding():
-    res = plan_resources({"CPU": 2}, CFG)
-    assert (res.actors, res.cpus_per_actor, res.device) == (1, 1, "cpu")
-    res = plan_resources({"CPU": 16}, CFG)
-    assert (res.actors, res.cpus_per_actor, res.device) == (2, 4, "cpu")
+def test_cpu_only_runs_one_single_threaded_actor_per_core_and_leaves_room_to_decode():
+    for cpus in (1, 2, 16):
+        res = plan_resources({"CPU": cpus}, CFG, node_cpus=cpus)
+        assert (res.actors, res.threads, res.device, res.batch_size) == (cpus, 1, "cpu", 16)
+        assert res.actors * res.cpus_per_actor + res.decode_cpus <= cpus  # a decode task always fits
+    res = plan_resources({"CPU": 16, "memory": 6 << 30}, CFG)
+    assert res.actors == 6  # no more actors than the RAM holds
+
+
+def test_a_layout_that_would_never_be_placed_is_refused():
+    with pytest.raises(ClusterError, match="largest node has 2 CPU"):
+        plan_resources({"CPU": 6}, InferConfig(input="in", output="out", cpus_per_actor=4), node_cpus=2)
+    with pytest.raises(ClusterError, match="ask for at most 2"):
+        plan_resources({"CPU": 2}, InferConfig(input="in", output="out", actors=3))
+    with pytest.raises(ClusterError, match="no GPUs"):
+        plan_resources({"CPU": 2}, InferConfig(input="in", output="out", device="cuda"))
 
 
 def test_explicit_settings_win():
     cfg = InferConfig(input="in", output="out", actors=3, cpus_per_actor=2, batch_size=8, device="cpu")
     res = plan_resources({"CPU": 64, "GPU": 8}, cfg)
-    assert (res.actors, res.cpus_per_actor, res.batch_size, res.device) == (3, 2, 8, "cpu")
+    assert (res.actors, res.threads, res.batch_size, res.device) == (3, 2, 8, "cpu")
 
 
 def test_a_cpu_actor_never_asks_for_more_than_one_node_has():
-    # 3 nodes of 2 CPUs: 3 CPUs for the model, but an actor of 3 CPUs would never be placed
+    # 3 nodes of 2 CPUs: two actors fit on each node, beside a decode task
     res = plan_resources({"CPU": 6}, CFG, node_cpus=2)
-    assert (res.actors, res.cpus_per_actor) == (1, 2)
-    res = plan_resources({"CPU": 64}, CFG, node_cpus=2)
-    assert (res.actors, res.cpus_per_actor) == (16, 2)
+    assert res.actors == 6 and 2 * res.cpus_per_actor + res.decode_cpus <= 2
+    res = plan_resources({"CPU": 64}, InferConfig(input="in", output="out", cpus_per_actor=2), node_cpus=2)
+    assert (res.actors, res.threads) == (32, 2) and res.cpus_per_actor + res.decode_cpus <= 2

@@ -3,6 +3,7 @@ import pyarrow as pa
 import pytest
 from PIL import Image
 
+from recog import preprocess
 from recog.preprocess import DecodeError, Preprocessing, decode_image, model_input
 from recog.sources import RECORD_SCHEMA
 from tests.imagedata import encode, jpeg, png
@@ -75,7 +76,8 @@ def test_model_input_keeps_every_row_and_marks_failures():
         _record(record=4, end=True),
     ]
     out = model_input(records, PREP, RECORD_SCHEMA)
-    assert out.column_names == RECORD_SCHEMA.names + ["width", "height", "image"]
+    assert out.column_names == RECORD_SCHEMA.names + ["width", "height", "encoded", "image"]
+    assert out.column("encoded").null_count == 5  # decoded here: nothing left for the predictor
     errors = out.column("error").to_pylist()
     assert errors[0] is None and "not a recognised image format" in errors[1]
     assert errors[2] == "object disappeared" and errors[3] is None and errors[4] is None
@@ -84,3 +86,65 @@ def test_model_input_keeps_every_row_and_marks_failures():
     assert images.shape == (5, 32, 32, 3) and images.dtype == np.uint8
     assert images[0].mean() > 0 and images[1].max() == 0 and images[4].max() == 0
     assert images[3][..., 1].min() > 250  # the green frame
+
+
+def _photo_like(width: int, height: int) -> Image.Image:
+    """Smooth gradients with some edges, like a photo: what JPEG and resampling are made for."""
+    y, x = np.mgrid[0:height, 0:width]
+    arr = np.stack([x * 255 // width, y * 255 // height, ((x // 97 + y // 61) % 2) * 200], axis=-1)
+    return Image.fromarray(arr.astype(np.uint8))
+
+
+def test_large_jpeg_is_decoded_reduced_and_gives_the_same_pixels(monkeypatch):
+    prep = Preprocessing()  # 256 -> 224: a 1920x1080 frame decodes at 1/4 scale (480x270)
+    data = encode(_photo_like(1920, 1080), "JPEG", quality=90)
+    reduced, w, h = decode_image(data, prep)
+    sizes = []
+    monkeypatch.setattr(preprocess, "resize_crop", lambda img, p: sizes.append(img.size) or np.zeros(1))
+    decode_image(data, prep)
+    monkeypatch.undo()
+    monkeypatch.setattr(preprocess, "reduce_jpeg", lambda img, p: None)
+    full, _, _ = decode_image(data, prep)
+    assert (w, h) == (1920, 1080)  # the original size is reported, not the reduced one
+    assert sizes == [(480, 270)]
+    assert np.abs(reduced.astype(int) - full.astype(int)).mean() < 2  # measured 0.1 on a real frame
+
+
+def test_reduced_decode_keeps_exif_orientation_and_original_size():
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = encode(_photo_like(2000, 1000), "JPEG", exif=exif.tobytes())
+    pixels, w, h = decode_image(data, Preprocessing())
+    assert (w, h) == (1000, 2000) and pixels.shape == (224, 224, 3)
+
+
+def test_defer_jpeg_passes_plain_jpegs_on_and_decodes_the_rest_here():
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    records = [
+        _record(key="jpeg", data=jpeg(64, 48)),
+        _record(key="grey", data=encode(Image.new("L", (40, 40), 90), "JPEG")),
+        _record(key="png", data=png()),
+        _record(key="turned", data=encode(Image.new("RGB", (60, 30)), "JPEG", exif=exif.tobytes())),
+        _record(key="cmyk", data=encode(Image.new("CMYK", (50, 50), (0, 255, 255, 0)), "JPEG")),
+        _record(key="junk", data=b"\xff\xd8\xff\xe0 not really"),
+    ]
+    out = model_input(records, PREP, RECORD_SCHEMA, defer_jpeg=True)
+    deferred = [e is not None for e in out.column("encoded").to_pylist()]
+    assert deferred == [True, True, False, False, False, False]
+    assert out.column("encoded")[0].as_py() == records[0]["data"]
+    assert out.column("width").to_pylist()[:4] == [64, 40, 40, 30]  # header sizes, upright
+    assert out.column("error").to_pylist()[5].startswith("cannot decode image")
+
+
+def test_decode_jpegs_matches_the_cpu_path_and_reports_bad_files():
+    import torch
+
+    prep = Preprocessing()
+    good = [encode(_photo_like(640, 352), "JPEG"), encode(_photo_like(1280, 960), "JPEG", quality=80)]
+    pixels, errors = preprocess.decode_jpegs(good + [jpeg(64, 64)[:300]], prep, torch.device("cpu"))
+    assert pixels.shape == (3, 224, 224, 3) and pixels.dtype == torch.uint8
+    assert errors[:2] == [None, None] and errors[2].startswith("cannot decode image")
+    for i, data in enumerate(good):
+        cpu = decode_image(data, prep)[0].astype(int)
+        assert np.abs(pixels[i].numpy().astype(int) - cpu).mean() < 3
