@@ -11,12 +11,12 @@ import json
 import statistics
 import sys
 import tempfile
-import time
 from fractions import Fraction
 from pathlib import Path
 
 import av
 
+from timing import timed
 from recog import storage, video
 from recog.storage import StorageOptions
 
@@ -36,15 +36,6 @@ def recog_reader(path: Path, sampling: video.Sampling, duration: float) -> int:
     """recog's decode path alone: one segment, frames selected and converted to RGB images."""
     seg = video.Segment(str(path), "k", Fraction(0), None, duration)
     return sum(1 for r in video.read_segment(seg, sampling, StorageOptions()) if r["error"] is None)
-
-
-def timed(fn, repeat: int) -> tuple[int, float]:
-    runs = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        n = fn()
-        runs.append(time.perf_counter() - t0)
-    return n, statistics.median(runs)
 
 
 def main() -> int:

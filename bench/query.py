@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import statistics
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from timing import timed
 from recog import sink
 from recog.query import Results
 from recog.storage import StorageOptions
@@ -107,15 +107,6 @@ def make_results(out: Path, rows: int, seed: int = 0) -> None:
     writer.committed = files
     writer.summary.rows = per_part * len(files)
     writer.commit({"job": "footage", "status": "committed", "model": {"name": "efficientnet_lite0", "version": "579344248a93"}})
-
-
-def timed(fn, repeat: int) -> tuple[object, float]:
-    runs, result = [], None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        result = fn()
-        runs.append(time.perf_counter() - t0)
-    return result, statistics.median(runs)
 
 
 def main() -> int:

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 import footage  # bench/footage.py: decode-only reference for video
+from timing import timed
 from recog import models, preprocess, storage
 from recog.storage import StorageOptions
 
@@ -52,8 +53,9 @@ def hd_frames(per_clip: int = 8) -> list[bytes]:
     out = []
     for name in CLIPS:
         with av.open(str(SHARED / "videos" / name)) as c:
-            frames = [f.to_image() for f in c.decode(video=0)]
-        for f in frames[:: max(1, len(frames) // per_clip)][:per_clip]:
+            step = max(1, (c.streams.video[0].frames or 8 * per_clip) // per_clip)  # keep 8, not all 900
+            frames = [f.to_image() for i, f in enumerate(c.decode(video=0)) if i % step == 0]
+        for f in frames[:per_clip]:
             buf = io.BytesIO()
             f.resize((1920, 1080), Image.Resampling.BICUBIC).save(buf, "JPEG", quality=90)
             out.append(buf.getvalue())
@@ -74,12 +76,6 @@ def cycle(images: list[bytes], count: int) -> list[bytes]:
     return [images[i % len(images)] for i in range(count)]
 
 
-def timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
-
-
 # --- the two references -----------------------------------------------------------------------
 
 def model_only(classifier, pixels: np.ndarray, batch: int) -> None:
@@ -95,7 +91,7 @@ def _core_worker(conn, pixels: np.ndarray, batch: int, compile: bool) -> None:
     model_only(classifier, pixels[:batch], batch)
     conn.send("ready")
     while conn.recv() == "go":
-        conn.send(timed(lambda: model_only(classifier, pixels, batch)))
+        conn.send(timed(lambda: model_only(classifier, pixels, batch))[1])
 
 
 class PerCoreModel:
@@ -227,14 +223,14 @@ def main() -> int:
         if not per_core:
             del runs["model_only_per_core"]
         for r in range(args.repeat):
-            runs["model_only_threads"].append(timed(lambda: model_only(classifier, pixels, batch)))
+            runs["model_only_threads"].append(timed(lambda: model_only(classifier, pixels, batch))[1])
             if per_core:
                 runs["model_only_per_core"].append(per_core.run())
-            runs["plain_loop"].append(timed(lambda: plain_loop(model, files, prep, batch, device)))
+            runs["plain_loop"].append(timed(lambda: plain_loop(model, files, prep, batch, device))[1])
             done = recog_job("s3://bench/base/", f"s3://bench/out-{r}/", **job)
             assert done["rows"] == args.count and not done["errors"], done
             runs["recog"].append(done["wall_s"])
-            runs["decode_only"].append(timed(lambda: [preprocess.decode_image(b, prep) for b in images]))
+            runs["decode_only"].append(timed(lambda: [preprocess.decode_image(b, prep) for b in images])[1])
             print(f"  round {r + 1}: " + "  ".join(f"{k} {args.count / v[-1]:.1f}/s" for k, v in runs.items()), flush=True)
         if per_core:
             per_core.close()
@@ -292,7 +288,7 @@ def main() -> int:
 def footage_figures(path: Path, opts: StorageOptions, job: dict) -> dict:
     """Every frame of one clip: labeled by the footage job vs decoded alone by PyAV."""
     storage.write_bytes(f"s3://bench/clips/{path.name}", path.read_bytes(), opts)
-    frames, decode_s = footage.timed(lambda: footage.pyav_decode(path, 0), 3)
+    frames, decode_s = timed(lambda: footage.pyav_decode(path, 0), 3)
     done = recog_job("s3://bench/clips/", "s3://bench/clips-out/", **job, media="video", fps=None, every_n=1,
                      segment_seconds=10)
     out = {"video": path.name, "frames": frames, "decode_only_fps": round(frames / decode_s, 1),
