@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import tarfile
 
 import pytest
@@ -52,6 +53,13 @@ def test_a_new_head_on_the_pretrained_backbone():
     net = models.ARCHITECTURES["efficientnet_lite0"].build(3)
     head = models.init_from(net, models.pretrained_state("efficientnet_lite0", None, OPTS))
     assert head == ["classifier.weight", "classifier.bias"]
+    # The new head starts near chance, so the first steps learn instead of undoing a bad init.
+    net.eval()
+    with torch.no_grad():
+        logits = net(torch.rand(8, 3, 64, 64))
+    assert logits.abs().max() < 1.0
+    first_loss = torch.nn.functional.cross_entropy(logits, torch.zeros(8, dtype=torch.int64))
+    assert abs(first_loss.item() - math.log(3)) < 0.2
     assert models.pretrained_state("resnet18", None, OPTS) is None  # no built-in weights: from scratch
 
 
