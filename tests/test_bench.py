@@ -30,3 +30,14 @@ def test_throughput_benchmark_runs_on_a_tiny_input(tmp_path, shared_data):
     assert all(v > 0 for v in figures["images_per_s"].values()) and set(figures["ratios"]) == {"recog_vs_model_only", "recog_vs_plain_loop"}
     assert set(figures["actors"]) == {"1", "2"} and figures["scaling"]["1"]["images"] == 16
     assert figures["footage"]["frames"] == 377 and figures["footage"]["job_fps"] > 0
+
+
+def test_cores_benchmark_accounts_for_the_job(tmp_path, shared_data):
+    out = tmp_path / "cores.json"
+    done = subprocess.run([sys.executable, "bench/cores.py", "--images", "photos", "--count", "48", "--per-shard", "16",
+                           "--json", str(out)], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert figures["rows"] == 48
+    assert {"predictor actors", "decode tasks", "driver", "object store (weed)"} <= set(figures["core_s"])
+    assert figures["core_s"]["predictor actors"] > 0 and figures["core_s"]["decode tasks"] > 0
