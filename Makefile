@@ -17,6 +17,7 @@ demo: install
 	$(BIN)/recog demo
 
 test: install
+	$(BIN)/ruff check recog jobs tests bench
 	$(BIN)/python -m pytest
 
 clean:

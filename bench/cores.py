@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 import psutil
-
 import throughput  # bench/throughput.py: the same images, upload and job as the throughput figures
+
 from recog.storage import StorageOptions
 
 RAY_SYSTEM = ("raylet", "gcs_server", "dashboard", "log_monitor", "monitor.py", "runtime_env", "ray::_", "ray::Dashboard",
@@ -112,7 +112,7 @@ def main() -> int:
     args = p.parse_args()
 
     from recog.objectstore import EmbeddedStore
-    from recog.pipeline import init_ray
+    from recog.runtime import init_ray
 
     images = throughput.cycle(throughput.image_set(args.images), args.count)
     with tempfile.TemporaryDirectory() as tmp, EmbeddedStore(Path(tmp) / "store") as store:

@@ -15,8 +15,8 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
-
 from timing import timed
+
 from recog import storage, video
 from recog.storage import StorageOptions
 
@@ -73,7 +73,8 @@ def job(path: Path, repeat: int) -> dict:
 
     from recog.config import InferConfig
     from recog.objectstore import EmbeddedStore
-    from recog.pipeline import init_ray, run_inference
+    from recog.pipeline import run_inference
+    from recog.runtime import init_ray
 
     out = {}
     with tempfile.TemporaryDirectory() as tmp, EmbeddedStore(Path(tmp) / "store") as store:

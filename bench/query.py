@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-
 from timing import timed
+
 from recog import sink
 from recog.query import Results
 from recog.storage import StorageOptions
@@ -131,10 +131,10 @@ def main() -> int:
     figures = {"rows": rows, "files": len(files), "bytes": size, "open_s": open_s, "queries": {}}
     print(f"{'query':<28} {'recog (DuckDB)':>15} {'pandas':>10} {'ratio':>7}  same answer")
     for name, sql in QUERIES.items():
-        mine, ours = timed(lambda: results.sql(sql), args.repeat)
+        mine, ours = timed(lambda sql=sql: results.sql(sql), args.repeat)
         theirs, same = None, None
         if not args.skip_pandas:
-            other, theirs = timed(lambda: pandas_query(name, files), args.repeat)
+            other, theirs = timed(lambda name=name: pandas_query(name, files), args.repeat)
             same = answer(name, mine) == answer(name, other)
         figures["queries"][name] = {"recog_s": ours, "pandas_s": theirs, "same_answer": same}
         ratio = f"{theirs / ours:6.1f}x" if theirs else "-"

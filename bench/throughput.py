@@ -34,10 +34,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 import footage  # bench/footage.py: decode-only reference for video
+import numpy as np
 from timing import timed
+
 from recog import models, preprocess, storage
 from recog.storage import StorageOptions
 
@@ -181,8 +181,8 @@ def main() -> int:
     import torch
 
     from recog.objectstore import EmbeddedStore
-    from recog.pipeline import CPU_BATCH, GPU_BATCH, init_ray
     from recog.predict import Classifier
+    from recog.runtime import CPU_BATCH, GPU_BATCH, init_ray
 
     opts0 = StorageOptions()
     spec = models.resolve(models.DEFAULT_MODEL, None, None, opts0)

@@ -1,49 +1,142 @@
-"""Job configurations: one dataclass per job, built from the command line, printed at start and
-stored in the run manifest. They hold no secrets: credentials come from each process's environment.
+"""Job configurations: one frozen dataclass per job, the single source of its defaults.
+
+Each field carries its command-line help in its metadata, so the parsers are derived from the
+dataclasses (`add_arguments`) and a parsed command line becomes a config by field name
+(`from_args`): a default lives in one place, and every flag's help states it. Values are checked
+by the parser (types below) and across fields in `__post_init__`, before any I/O. A config is
+printed at start and stored with the run; it holds no secrets (credentials come from each
+process's environment).
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
-from recog.storage import StorageOptions
-from recog.video import Sampling
+from recog.errors import ConfigError
+
+DEFAULT_MODEL = "efficientnet_lite0"
+DEFAULT_FPS = 1.0  # footage: frames per second of video time, when no other sampling is chosen
+
+
+# ---- value types the parser checks ----------------------------------------------------------------
+
+def _checked(convert, ok, rule: str, name: str):
+    """An argparse type: `convert` the text, and refuse a value that is not `ok` with the `rule`."""
+    def parse(text: str):
+        value = convert(text)
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {rule}, not {text}")
+        return value
+
+    parse.__name__ = name  # argparse names the type in its own messages ("invalid positive_int value")
+    return parse
+
+
+positive_int = _checked(int, lambda v: v >= 1, "at least 1", "positive_int")
+positive_float = _checked(float, lambda v: v > 0, "greater than 0", "positive_float")
+non_negative_float = _checked(float, lambda v: v >= 0, "0 or more", "non_negative_float")
+fraction = _checked(float, lambda v: 0 <= v <= 1, "between 0 and 1", "fraction")
+
+
+def names(text: str) -> tuple[str, ...]:
+    """'a,b,c' -> ('a', 'b', 'c')"""
+    items = tuple(s.strip() for s in text.split(",") if s.strip())
+    if not items:
+        raise argparse.ArgumentTypeError("expected comma-separated names")
+    return items
+
+
+def option(default: Any = None, help: str = "", *, group: str, default_help: str | None = None, **argparse_kwargs) -> Any:
+    """A config field with its command-line flag: `help` (the default is appended), the `group` of
+    jobs that take it, and argparse settings (type, choices, metavar, action, exclusive, required)."""
+    return field(default=default, metadata={"help": help, "group": group, "default_help": default_help, **argparse_kwargs})
+
+
+# ---- the configurations ---------------------------------------------------------------------------
+
+ENDPOINT_HELP = "S3-compatible endpoint, e.g. http://minio:9000"
 
 
 @dataclass(frozen=True)
 class InferConfig:
-    input: str  # prefix or object to read; or, with input_list, a file listing the objects
-    output: str  # prefix for the Parquet files and the run manifest
-    input_list: bool = False
-    endpoint_url: str | None = None  # S3-compatible endpoint; default AWS_ENDPOINT_URL or AWS
-    model: str = "efficientnet_lite0"
-    weights: str | None = None  # checkpoint for a non-built-in model (local or s3://)
-    classes: tuple[str, ...] | None = None  # class names of such a checkpoint, if not ImageNet's
-    device: str = "auto"  # auto | cpu | cuda
-    actors: int | None = None  # predictor actors; default: one per GPU, or from the CPU count
-    cpus_per_actor: float | None = None  # default: from the CPU count
-    batch_size: int | None = None  # images per model call; default by device
-    decode: str = "workers"  # JPEGs decoded by the CPU "workers", or by the "predictor" on its device (nvJPEG)
-    compile: bool = False  # torch.compile the model in each predictor actor
-    topk: int = 5
-    min_vehicle_score: float = 0.1  # vehicle types must hold this much probability, else not_vehicle
-    images_per_unit: int = 256  # loose images per output file
-    media: str = "images"  # "images": tar shards and loose images; "video": video files
-    fps: float | None = 1.0  # video: frames per second of video time (or every_n, or keyframes)
-    every_n: int | None = None
-    keyframes: bool = False
-    segment_seconds: float = 60.0  # video: length of the pieces a video is cut into
-    name_pattern: str | None = None  # video: e.g. "{camera}_{start:%Y%m%dT%H%M%S}.mp4"
-    ray_address: str | None = None  # None: RAY_ADDRESS, else a private local Ray
-    force: bool = False  # redo units an earlier run of the same job committed
+    """The inference jobs: `recog infer` (images), `recog footage` (video frames), `recog eval`."""
+
+    input: str | None = option(None, "s3://bucket/prefix/ or a local path (a pattern with * or {a,b} selects files)",
+                               group="io", exclusive="source", required=True, default_help="")
+    input_list: str | None = option(None, "a text file (local or s3://) naming the input files, one per line",
+                                    group="io", exclusive="source", required=True, default_help="")
+    output: str = option(None, "s3://bucket/prefix/ or a local path for the results", group="io", required=True,
+                         default_help="")
+    endpoint_url: str | None = option(None, ENDPOINT_HELP, group="io", default_help="AWS_ENDPOINT_URL, else AWS")
+    force: bool = option(False, "redo the units an earlier run of the same job committed", group="io",
+                         action="store_true", default_help="resume: skip them")
+    model: str = option(DEFAULT_MODEL, "a built-in model or architecture, or a model package (path or s3:// URI, "
+                        "as recog train writes)", group="model")
+    weights: str | None = option(None, "checkpoint (state dict) for an architecture without built-in weights, "
+                                 "local or s3://", group="model", default_help="the model's own")
+    classes: tuple[str, ...] | None = option(None, "comma-separated class names of --weights, if not ImageNet's",
+                                             group="model", type=names, default_help="ImageNet's 1000")
+    min_vehicle_score: float = option(0.1, "probability the vehicle types must hold together, else not_vehicle",
+                                      group="model", type=fraction)
+    topk: int = option(5, "raw model classes kept per input", group="model", type=positive_int)
+    images_per_unit: int = option(256, "loose images per unit of work (one output file each)", group="images",
+                                  type=positive_int)
+    fps: float | None = option(None, "frames per second of video time", group="video", type=positive_float,
+                               exclusive="sampling", default_help=f"{DEFAULT_FPS:g}, unless --every-n or --keyframes")
+    every_n: int | None = option(None, "every N-th frame instead", group="video", type=positive_int,
+                                 exclusive="sampling", metavar="N", default_help="")
+    keyframes: bool = option(False, "keyframes only: fast, no full decode", group="video", action="store_true",
+                             exclusive="sampling", default_help="")
+    segment_seconds: float = option(60.0, "cut videos into pieces of this many seconds, processed in parallel",
+                                    group="video", type=positive_float)
+    name_pattern: str | None = option(None, "how file names carry camera and start time, e.g. "
+                                      "'{camera}_{start:%%Y%%m%%dT%%H%%M%%S}.mp4'", group="video",
+                                      default_help="a .json sidecar, if any")
+    device: str = option("auto", "where the model runs", group="cluster", choices=("auto", "cpu", "cuda"),
+                         default_help="auto: cuda when the cluster has GPUs")
+    actors: int | None = option(None, "predictor actors", group="cluster", type=positive_int,
+                                default_help="one per GPU, or from the CPU count")
+    cpus_per_actor: float | None = option(None, "CPUs (torch threads) per CPU predictor actor", group="cluster",
+                                          type=positive_float, default_help="1")
+    batch_size: int | None = option(None, "inputs per model call", group="cluster", type=positive_int,
+                                    default_help="256 on GPU, 16 on CPU")
+    decode: str = option("workers", "where JPEGs are decoded: on CPU workers, or by the predictor actors on their "
+                         "device (nvJPEG on a GPU), for when the CPUs cannot keep up", group="cluster",
+                         choices=("workers", "predictor"))
+    compile: bool = option(False, "torch.compile the model in each predictor actor (slower start)", group="cluster",
+                           action="store_true", default_help="off")
+    ray_address: str | None = option(None, "Ray cluster to run on", group="cluster",
+                                     default_help="RAY_ADDRESS, else a private local Ray")
+    verbose: bool = option(False, "show Ray's own log lines as well as recog's", group="cluster", action="store_true",
+                           default_help="off: they go to the log file the job names")
+    media: str = "images"  # what the job reads: "images" (tar shards, loose images) or "video" (set by the job)
+
+    def __post_init__(self):
+        if (self.input is None) == (self.input_list is None):
+            raise ConfigError("give the input as exactly one of --input or --input-list")
+        if sum((self.fps is not None, self.every_n is not None, self.keyframes)) > 1:
+            raise ConfigError("choose one way to sample frames: --fps, --every-n or --keyframes")
 
     @property
-    def sampling(self) -> Sampling:
-        return Sampling(self.fps if not (self.every_n or self.keyframes) else None, self.every_n, self.keyframes)
+    def source(self) -> str:
+        """The input as given: a prefix, a file, a pattern, or (with input_list) the list file."""
+        return self.input if self.input is not None else self.input_list
 
     @property
-    def storage(self) -> StorageOptions:
+    def sampling(self):
+        from recog.video import Sampling  # video imports PyAV: not for a --help
+
+        if self.every_n is not None or self.keyframes:
+            return Sampling(None, self.every_n, self.keyframes)
+        return Sampling(self.fps if self.fps is not None else DEFAULT_FPS)
+
+    @property
+    def storage(self):
+        from recog.storage import StorageOptions
+
         return StorageOptions.from_env(self.endpoint_url)
 
     def to_dict(self) -> dict:
@@ -52,34 +145,89 @@ class InferConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    train: str  # labeled shards: prefix, file, or pattern like s3://ds/train-{000..031}.tar
-    output: str  # where the model package goes (checkpoints under <output>/_train/)
-    val: str | None = None  # labeled shards to pick the best epoch by; none: the last epoch
-    endpoint_url: str | None = None
-    arch: str = "efficientnet_lite0"
-    init_weights: str | None = None  # ImageNet checkpoint or package to start from (built in for lite0)
-    classes: tuple[str, ...] | None = None  # default: every label found in the training shards
-    label_field: str | None = None  # take labels from this .json key instead of .cls
-    image_size: int | None = None  # model input size; default the architecture's (224)
-    epochs: int = 10
-    batch_size: int = 64  # per worker
-    optimizer: str = "adamw"  # adamw | sgd
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    warmup_epochs: float = 1.0
-    label_smoothing: float = 0.1
-    freeze_backbone: bool = False  # train the new head only
-    workers: int = 2
-    gpus_per_worker: float = 0.0
-    cpus_per_worker: float | None = None  # default: from the cluster, leaving CPUs for data loading
-    max_failures: int = 3  # worker losses survived (each restarts from the last checkpoint)
-    restart: bool = False  # ignore an earlier run's checkpoints in --output
-    seed: int = 0
-    ray_address: str | None = None
+    """`recog train`: fine-tune a registry architecture on labeled shards with Ray Train."""
+
+    train: str = option(None, "labeled shards: a prefix, a file, or a pattern (braces, wildcards)", group="train",
+                        required=True, default_help="")
+    output: str = option(None, "where the model package goes, local or s3:// (checkpoints under <output>/_train/)",
+                         group="train", required=True, default_help="")
+    val: str | None = option(None, "labeled shards to choose the best epoch by (recommended)", group="train",
+                             default_help="none: the last epoch")
+    endpoint_url: str | None = option(None, ENDPOINT_HELP, group="train", default_help="AWS_ENDPOINT_URL, else AWS")
+    arch: str = option(DEFAULT_MODEL, "architecture from the registry", group="train")
+    init_weights: str | None = option(None, "ImageNet checkpoint or model package to start from", group="train",
+                                      default_help="built in for efficientnet_lite0")
+    classes: tuple[str, ...] | None = option(None, "comma-separated class names", group="train", type=names,
+                                             default_help="every label found")
+    label_field: str | None = option(None, "take labels from this key of the .json sidecars", group="train",
+                                     default_help="the .cls files")
+    image_size: int | None = option(None, "input size in pixels", group="train", type=positive_int,
+                                    default_help="the architecture's, 224")
+    epochs: int = option(10, "passes over the training data", group="train", type=positive_int)
+    batch_size: int = option(64, "samples per step on each worker", group="train", type=positive_int)
+    optimizer: str = option("adamw", "optimizer", group="train", choices=("adamw", "sgd"))
+    lr: float = option(1e-3, "peak learning rate (after warmup; cosine decay to 0)", group="train", type=positive_float)
+    weight_decay: float = option(0.05, "weight decay", group="train", type=non_negative_float)
+    warmup_epochs: float = option(1.0, "epochs of linear learning-rate warmup", group="train", type=non_negative_float)
+    label_smoothing: float = option(0.1, "label smoothing", group="train", type=fraction)
+    freeze_backbone: bool = option(False, "train the new head only: quick fits", group="train", action="store_true",
+                                   default_help="off")
+    workers: int = option(2, "training workers (DDP replicas)", group="train", type=positive_int)
+    gpus_per_worker: float = option(0.0, "GPUs per worker", group="train", type=non_negative_float)
+    cpus_per_worker: float | None = option(None, "CPUs per worker", group="train", type=positive_float,
+                                           default_help="from the cluster, leaving CPUs for data")
+    max_failures: int = option(3, "worker losses survived, each restarting from the last checkpoint", group="train",
+                               type=int)
+    restart: bool = option(False, "start over, ignoring checkpoints in --output", group="train", action="store_true",
+                           default_help="continue the run found there")
+    seed: int = option(0, "random seed", group="train", type=int)
+    ray_address: str | None = option(None, "Ray cluster to run on", group="train",
+                                     default_help="RAY_ADDRESS, else a private local Ray")
+    verbose: bool = option(False, "show Ray's own log lines as well as recog's", group="train", action="store_true",
+                           default_help="off: they go to the log file the job names")
 
     @property
-    def storage(self) -> StorageOptions:
+    def storage(self):
+        from recog.storage import StorageOptions
+
         return StorageOptions.from_env(self.endpoint_url)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+# ---- parsers from configs -------------------------------------------------------------------------
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_arguments(parser: argparse.ArgumentParser, config: type, groups: tuple[str, ...] = (),
+                  only: tuple[str, ...] = ()) -> None:
+    """Add a flag for every field of `config` in `groups` (or named in `only`), with its help and
+    default. Fields sharing an `exclusive` name form a mutually exclusive group, which is required
+    when its fields are (an inference job's --input / --input-list)."""
+    exclusive: dict[str, argparse._MutuallyExclusiveGroup] = {}
+    for f in dataclasses.fields(config):
+        meta = dict(f.metadata)
+        if not meta or (f.name not in only and meta["group"] not in groups):
+            continue
+        help_text, default_help = meta.pop("help"), meta.pop("default_help")
+        group = meta.pop("exclusive", None)
+        del meta["group"]
+        shown = f.default if default_help is None else default_help
+        if shown not in ("", None):
+            help_text += f" (default: {shown:g})" if isinstance(shown, float) else f" (default: {shown})"
+        target = parser
+        if group:
+            if group not in exclusive:
+                exclusive[group] = parser.add_mutually_exclusive_group(required=meta.get("required", False))
+            target = exclusive[group]
+            meta.pop("required", None)
+        target.add_argument(flag(f.name), dest=f.name, default=f.default, help=help_text, **meta)
+
+
+def from_args(config: type, args: argparse.Namespace, **fields: Any):
+    """The config of a parsed command line: every field the parser set, plus `fields`."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(config) if hasattr(args, f.name)}
+    return config(**(given | fields))

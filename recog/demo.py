@@ -20,8 +20,8 @@ from pathlib import Path
 import pyarrow as pa
 
 from recog import sink, storage
-from recog.shards import tar_bytes
 from recog.objectstore import EmbeddedStore
+from recog.shards import tar_bytes
 from recog.storage import StorageOptions
 
 BUCKET = "recog-demo"

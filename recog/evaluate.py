@@ -17,7 +17,8 @@ import pyarrow.parquet as pq
 
 from recog import models, sink, storage
 from recog.config import InferConfig
-from recog.train import label_of
+from recog.errors import ModelError
+from recog.sidecars import label_of
 
 
 def scores(truth: list[str], predicted: list[str]) -> dict:
@@ -58,7 +59,7 @@ def format_scores(m: dict) -> str:
 
 def default_output(model: str) -> str:
     if not models.is_package(model):
-        raise models.ModelError(f"--output is needed to evaluate the built-in model {model!r}")
+        raise ModelError(f"--output is needed to evaluate the built-in model {model!r}")
     return storage.join(model, "eval")
 
 

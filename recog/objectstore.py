@@ -24,12 +24,10 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from recog.errors import StoreError
+
 DEFAULT_DIR = Path("recog-data") / "store"
 DEFAULT_S3_PORT = 8333
-
-
-class StoreError(RuntimeError):
-    """The embedded store could not be started."""
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ import numpy as np
 import pyarrow as pa
 from PIL import ExifTags, Image, ImageOps
 
+from recog.errors import DecodeError
+
 # Decompression-bomb guard: refuse images above this many pixels, from the header, before any
 # pixel is decoded. (PIL's own guard, set to the same figure, only warns up to twice that.)
 # 100 M pixels is a 10k x 10k frame, larger than any camera here.
@@ -35,10 +37,6 @@ class Preprocessing:
     interpolation: str = "bicubic"
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
-
-
-class DecodeError(ValueError):
-    """The bytes are not an image we can use; the message says why."""
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

@@ -14,8 +14,8 @@ def fmt_duration(seconds: float) -> str:
 class Progress:
     """Prints `units done/total, rows, rows/s, errors, ETA` at most every `every` seconds."""
 
-    def __init__(self, total_units: int, label: str = "images", every: float = 5.0, stream=sys.stderr):
-        self.total, self.label, self.every, self.stream = total_units, label, every, stream
+    def __init__(self, total_units: int, label: str = "images", every: float = 5.0, stream=None):
+        self.total, self.label, self.every, self.stream = total_units, label, every, stream or sys.stdout
         self.start = self.last_print = time.monotonic()
         self.units = self.rows = self.errors = 0
 
@@ -29,11 +29,14 @@ class Progress:
             self.stream.write(self.line() + "\n")
             self.stream.flush()
 
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
     def rate(self) -> float:
-        return self.rows / max(time.monotonic() - self.start, 1e-9)
+        return self.rows / max(self.elapsed(), 1e-9)
 
     def line(self) -> str:
-        elapsed = time.monotonic() - self.start
+        elapsed = self.elapsed()
         eta = elapsed / self.units * (self.total - self.units) if self.units else float("nan")
         eta_text = fmt_duration(eta) if self.units else "?"
         pct = 100.0 * self.units / max(self.total, 1)

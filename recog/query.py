@@ -23,7 +23,8 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from recog import sink, storage
-from recog.storage import StorageError, StorageOptions
+from recog.errors import QueryError, StorageError
+from recog.storage import StorageOptions
 
 FORMATS = ("table", "csv", "json")
 # `recog summary --by` dimensions: name -> SQL expression over `results`
@@ -91,10 +92,6 @@ class Results:
             return self.con.sql(query).to_arrow_table()
         except duckdb.Error as e:
             raise QueryError(str(e).strip()) from None
-
-
-class QueryError(ValueError):
-    """The SQL is wrong: DuckDB's message says where."""
 
 
 def summary_sql(by: list[str]) -> str:

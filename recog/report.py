@@ -19,9 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 from PIL import Image, ImageOps
 
 from recog import storage, video
-from recog.sources import clean_text
 from recog.preprocess import to_rgb
 from recog.query import Results, describe_runs
+from recog.sources import clean_text
 from recog.storage import StorageOptions
 
 PALETTE = {"car": "#4e79a7", "pickup": "#a0cbe8", "van": "#f28e2b", "truck": "#e15759", "bus": "#76b7b2",
@@ -203,7 +203,7 @@ def build_report(results: Results, title: str, opts: StorageOptions, thumbs_per_
     totals = q("SELECT count(*) AS n, count(error) AS errors, count(DISTINCT camera) AS cameras FROM results").to_pylist()[0]
 
     column, size, what, buckets = time_buckets(results)
-    over_time = q(f"SELECT (epoch({column}) // {size})::BIGINT AS b, label, count(*) AS n FROM results "
+    over_time = q(f"SELECT floor(epoch({column}) / {size})::BIGINT AS b, label, count(*) AS n FROM results "
                   f"WHERE label IS NOT NULL AND {column} IS NOT NULL GROUP BY ALL").to_pylist()
     first = int(buckets[0].timestamp()) // size if buckets else 0
     series = {lab: [0] * len(buckets) for lab in labels}

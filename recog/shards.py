@@ -34,6 +34,8 @@ def tar_bytes(samples: list[tuple[str, dict[str, bytes]]]) -> bytes:
 
 def folder_samples(folder: Path) -> list[tuple[str, Path]]:
     """(class name, image path) for every image one level below `folder`, sorted."""
+    if not folder.is_dir():
+        raise storage.StorageError(f"{folder}: not a folder (expected <class_name>/<image> files below it)")
     found = [(d.name, p) for d in sorted(folder.iterdir()) if d.is_dir()
              for p in sorted(d.iterdir()) if p.suffix.lower().lstrip(".") in IMAGE_EXTS]
     if not found:
@@ -45,7 +47,6 @@ def write_shards(folder: Path, dest: str, opts: StorageOptions, per_shard: int =
     """Shard the images of `folder` to `dest` (a prefix; shards are named after its last part)."""
     samples = folder_samples(folder)
     random.Random(seed).shuffle(samples)
-    stem = dest.rstrip("/").rsplit("/", 1)[-1] or "shard"
     uris = []
     for n in range(0, len(samples), per_shard):
         members = []

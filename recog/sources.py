@@ -11,12 +11,12 @@ prefix. A sample is an image or a video, with optional `.cls` and `.json` sideca
 Reading a unit yields *records* (dicts), numbered 0..n-1 within the unit, carrying either
 encoded image bytes (`data`) or a decoded video frame (`frame`); then one end-of-unit record
 (`end` set), by which the sink knows the unit is complete, even when it holds no input at all.
-A sample, shard or video that cannot be read becomes a record with `error` set.
+A sample, shard or video that cannot be read becomes a record with `error` set; its `.cls` and
+`.json` sidecars travel with it (recog.sidecars reads labels, cameras and times from them).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import tarfile
@@ -28,6 +28,7 @@ from typing import Iterable, Iterator
 import pyarrow as pa
 
 from recog import storage, video
+from recog.sidecars import sidecar_context
 from recog.storage import FileEntry, StorageOptions
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
@@ -63,22 +64,6 @@ def pick(exts: Iterable[str], wanted: tuple[str, ...]) -> str | None:
     return next((w for w in wanted if w in exts), None)
 
 
-def meta_context(meta_text: str | None) -> tuple[str | None, dt.datetime | None]:
-    """(camera, timestamp) from an image's .json sidecar: keys "camera" and "timestamp" (ISO 8601)."""
-    try:
-        meta = json.loads(meta_text) if meta_text else None
-        if not isinstance(meta, dict):
-            return None, None
-        camera = str(meta["camera"]) if meta.get("camera") is not None else None
-        ts = meta.get("timestamp")
-        when = dt.datetime.fromisoformat(str(ts).replace("Z", "+00:00")) if ts else None
-        if when is not None and when.tzinfo is None:
-            when = when.replace(tzinfo=dt.timezone.utc)
-        return camera, when
-    except (ValueError, TypeError):
-        return None, None
-
-
 @dataclass(frozen=True)
 class Unit:
     """A unit of work. `params` (JSON-able) says what to read: the samples of an image group, or
@@ -106,18 +91,22 @@ def unit_id(fingerprint: str, kind: str, parts: Iterable[str]) -> str:
 
 
 @dataclass
-class Plan:
+class Inputs:
+    """What a listing holds for a job: its units of work, and what was counted or left aside."""
+
     units: list[Unit]
     shards: int = 0
     images: int = 0  # loose images (those in shards are counted when read)
-    videos: list[tuple[str, dict[str, str]]] = field(default_factory=list)  # (key, ext -> uri), to probe
+    videos: int = 0
     ignored: list[str] = field(default_factory=list)  # files this job does not read
 
+    def counts(self) -> dict:
+        return {"shards": self.shards, "images": self.images, "videos": self.videos, "ignored": len(self.ignored)}
 
-def plan_units(files: list[FileEntry], root: str, fingerprint: str, images_per_unit: int = 256,
-               media: str = "images") -> Plan:
-    """Group a listing into units: one per tar shard and loose images in sorted groups
-    (media "images"), or the video samples to probe and segment (media "video")."""
+
+def group_samples(files: list[FileEntry], root: str) -> tuple[list[FileEntry], dict[str, dict[str, FileEntry]]]:
+    """The tar shards of a listing, and its other files grouped into samples by key (the path
+    below `root` without extensions), in key order."""
     shards, samples = [], {}
     for f in files:
         if f.uri.lower().endswith(SHARD_SUFFIXES):
@@ -125,47 +114,55 @@ def plan_units(files: list[FileEntry], root: str, fingerprint: str, images_per_u
         else:
             key, ext = split_key(storage.relative(f.uri, root))
             samples.setdefault(key, {})[ext] = f
-    plan = Plan(units=[])
+    return shards, dict(sorted(samples.items()))
+
+
+def image_units(files: list[FileEntry], root: str, fingerprint: str, images_per_unit: int = 256) -> Inputs:
+    """One unit per tar shard, and the loose images (with their sidecars) in sorted groups."""
+    shards, samples = group_samples(files, root)
+    found = Inputs(units=[Unit(unit_id(fingerprint, "shard", [f.uri, str(f.size)]), "shard", f.uri) for f in shards],
+                   shards=len(shards))
     loose = []
-    for key, by_ext in sorted(samples.items()):
-        is_image, is_video = pick(by_ext, IMAGE_EXTS), pick(by_ext, video.VIDEO_EXTS)
-        if media == "images" and is_image:
+    for key, by_ext in samples.items():
+        if pick(by_ext, IMAGE_EXTS):
             loose.append([key, [[ext, f.uri] for ext, f in sorted(by_ext.items())]])  # JSON-shaped
-        elif media == "video" and is_video:
-            plan.videos.append((key, {ext: f.uri for ext, f in by_ext.items()}))
         else:
-            plan.ignored.extend(f.uri for f in by_ext.values())
-    if media == "video":
-        plan.ignored.extend(f.uri for f in shards)
-        return plan
-    plan.units = [Unit(unit_id(fingerprint, "shard", [f.uri, str(f.size)]), "shard", f.uri) for f in shards]
+            found.ignored.extend(f.uri for f in by_ext.values())
     sizes = {f.uri: f.size for f in files}
     for i in range(0, len(loose), images_per_unit):
         group = loose[i:i + images_per_unit]
         parts = [f"{uri}:{sizes[uri]}" for _, fs in group for _, uri in fs]
-        plan.units.append(Unit(unit_id(fingerprint, "images", parts), "images", group[0][1][0][1], {"samples": group}))
-    plan.shards, plan.images = len(shards), len(loose)
-    return plan
+        found.units.append(Unit(unit_id(fingerprint, "images", parts), "images", group[0][1][0][1], {"samples": group}))
+    found.images = len(loose)
+    return found
 
 
-def plan_segments(videos: list[tuple[str, dict[str, str]]], infos: dict[str, video.VideoInfo],
-                  metas: dict[str, str | None], fingerprint: str, sampling: video.Sampling,
-                  segment_seconds: float, name_pattern: str | None = None) -> list[Unit]:
-    """One unit per segment of each video; a video whose header cannot be read gets one unit,
-    whose reading reports the error."""
+def video_samples(files: list[FileEntry], root: str) -> tuple[list[tuple[str, dict[str, str]]], list[str]]:
+    """The videos of a listing as (key, extension -> URI), sidecars included; and the other files."""
+    shards, samples = group_samples(files, root)
+    videos, ignored = [], [f.uri for f in shards]
+    for key, by_ext in samples.items():
+        if pick(by_ext, video.VIDEO_EXTS):
+            videos.append((key, {ext: f.uri for ext, f in by_ext.items()}))
+        else:
+            ignored.extend(f.uri for f in by_ext.values())
+    return videos, ignored
+
+
+def segment_units(videos: list[tuple[str, dict[str, str]]], infos: dict[str, video.VideoInfo],
+                  metas: dict[str, str | None], fingerprint: str, length: Fraction,
+                  name_pattern: str | None = None) -> list[Unit]:
+    """One unit per segment of `length` seconds of each video. A video whose header cannot be read
+    gets one unit, whose reading reports the error."""
     units = []
-    length = sampling.segment_length(segment_seconds)
     for key, files in videos:
         uri = files[pick(files, video.VIDEO_EXTS)]
         info, meta = infos[uri], metas.get(uri)
-        try:
-            camera, recorded_at = video.recording_context(meta, name_pattern, uri.rsplit("/", 1)[-1])
-        except ValueError:
-            camera, recorded_at = None, None
-        # A video whose header cannot be read gets one unit; reading it reports the error.
+        camera, recorded_at = video.recording_context(meta, name_pattern, uri.rsplit("/", 1)[-1])
         bounds = [(Fraction(0), None)] if info.error else video.segment_bounds(info.duration_s, length)
         for start, end in bounds:
-            params = video.Segment(uri, key, start, end, info.duration_s, meta, camera, recorded_at).to_params()
+            params = video.Segment(uri, key, start, end, info.duration_s, meta, camera,
+                                   recorded_at.isoformat() if recorded_at else None).to_params()
             units.append(Unit(unit_id(fingerprint, "segment", [uri, json.dumps(params, sort_keys=True)]), "segment", uri, params))
     return units
 
@@ -206,7 +203,7 @@ def iter_tar_samples(stream) -> Iterator[Sample]:
         yield current
 
 
-def _blank(source: str, **fields) -> dict:
+def blank_record(source: str, **fields) -> dict:
     return {"source_uri": source, "shard": None, "key": None, "member": None, "data": None, "cls": None,
             "meta": None, "camera": None, "frame_index": None, "pts_s": None, "wall_time": None,
             "error": None, **fields}
@@ -214,7 +211,7 @@ def _blank(source: str, **fields) -> dict:
 
 def sample_record(sample: Sample, source: str, shard: str | None) -> dict:
     """The record of one image sample: its bytes and sidecars, or an error."""
-    rec = _blank(source, shard=shard, key=sample.key)
+    rec = blank_record(source, shard=shard, key=sample.key)
     ext = pick(sample.files, IMAGE_EXTS)
     if ext is None:
         found = ", ".join(sorted("." + e for e in sample.files)) or "nothing"
@@ -231,7 +228,7 @@ def sample_record(sample: Sample, source: str, shard: str | None) -> dict:
             rec["error"] = f"sidecar {sample.members['json']} is not valid JSON: {e}"
             return rec
         rec["meta"] = text
-        rec["camera"], rec["wall_time"] = meta_context(text)
+        rec["camera"], rec["wall_time"] = sidecar_context(text, "timestamp")
     return rec
 
 
@@ -244,13 +241,13 @@ def _shard_records(unit: Unit, opts: StorageOptions) -> Iterator[dict]:
                 count += 1
                 yield sample_record(sample, unit.source, shard)
     except FileNotFoundError:
-        yield _blank(unit.source, shard=shard, error="shard disappeared after it was listed")
+        yield blank_record(unit.source, shard=shard, error="shard disappeared after it was listed")
         return
     except (tarfile.TarError, EOFError, zlib.error) as e:
-        yield _blank(unit.source, shard=shard, error=f"corrupt or truncated tar shard after {count} samples: {e}")
+        yield blank_record(unit.source, shard=shard, error=f"corrupt or truncated tar shard after {count} samples: {e}")
         return
     if count == 0:
-        yield _blank(unit.source, shard=shard, error="shard holds no samples")
+        yield blank_record(unit.source, shard=shard, error="shard holds no samples")
 
 
 def _image_records(unit: Unit, opts: StorageOptions) -> Iterator[dict]:
@@ -263,15 +260,17 @@ def _image_records(unit: Unit, opts: StorageOptions) -> Iterator[dict]:
                 sample.files[ext] = storage.read_bytes(uri, opts)
                 sample.members[ext] = uri.rsplit("/", 1)[-1]
         except FileNotFoundError:
-            yield _blank(image_uri, key=key, error=f"object disappeared after it was listed: {uri}")
+            yield blank_record(image_uri, key=key, error=f"object disappeared after it was listed: {uri}")
             continue
         yield sample_record(sample, image_uri, None)
 
 
-def _segment_records(unit: Unit, opts: StorageOptions, sampling: video.Sampling) -> Iterator[dict]:
+def _segment_records(unit: Unit, opts: StorageOptions, sampling: video.Sampling | None) -> Iterator[dict]:
+    if sampling is None:
+        raise ValueError("reading a video segment needs its sampling")
     seg = video.Segment.from_params(unit.params)
     for rec in video.read_segment(seg, sampling, opts):
-        yield {**_blank(unit.source), **rec}
+        yield {**blank_record(unit.source), **rec}
 
 
 def read_unit(unit: Unit, opts: StorageOptions, sampling: video.Sampling | None = None,
@@ -282,7 +281,7 @@ def read_unit(unit: Unit, opts: StorageOptions, sampling: video.Sampling | None 
     elif unit.kind == "images":
         records = _image_records(unit, opts)
     else:
-        records = _segment_records(unit, opts, sampling or video.Sampling())
+        records = _segment_records(unit, opts, sampling)
     block, n = [], 0
     for rec in records:
         block.append({**rec, "unit_id": unit.unit_id, "record": n, "end": False})
@@ -290,5 +289,5 @@ def read_unit(unit: Unit, opts: StorageOptions, sampling: video.Sampling | None 
         if len(block) >= block_rows:
             yield block
             block = []
-    block.append({**_blank(unit.source), "unit_id": unit.unit_id, "record": n, "end": True})
+    block.append({**blank_record(unit.source), "unit_id": unit.unit_id, "record": n, "end": True})
     yield block

@@ -2,15 +2,15 @@
 
 `run_training(cfg)` is what `recog train` and `python -m jobs.train` call:
 
-1. plan units from the shards and scan their labels once (the class list, unless given; the
+1. find the units of the shards and scan their labels once (the class list, unless given; the
    count of samples, for the learning-rate schedule), cached in `<output>/_train/dataset.json`;
 2. build Ray Data pipelines: decode + augment (torchvision transforms v2) on CPU tasks for
    training, the inference crop for validation;
-3. run a TorchTrainer: `workers` DDP replicas (NCCL on GPUs, gloo on CPUs), each fed by its
+3. run a TorchTrainer (`fit`): `workers` DDP replicas (NCCL on GPUs, gloo on CPUs), each fed by its
    shard of the pipelines; AdamW or SGD, warmup then cosine decay, label smoothing, bf16 autocast
    on GPU, optionally the head alone (`freeze_backbone`); a checkpoint every epoch to
    `<output>/_train/`, the best few kept by validation accuracy;
-4. export the best epoch as the model package at `<output>` (see recog.models).
+4. export the best epoch as the model package at `<output>` (`export_package`, see recog.models).
 
 A lost worker restarts the group from the last checkpoint (FailureConfig), and running the same
 command again continues the run found in `<output>/_train/` instead of starting over.
@@ -33,23 +33,14 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from recog import models, sources, storage
+from recog import models, runtime, sources, storage
 from recog.config import TrainConfig
+from recog.errors import DecodeError, ModelError, StorageError
 from recog.models import ModelSpec
-from recog.preprocess import DecodeError, Preprocessing, decode_image
+from recog.preprocess import Preprocessing, decode_image
+from recog.sidecars import label_of
 
 RUN_NAME = "run"  # the Ray Train run inside <output>/_train/: fixed, so a rerun finds it
-
-
-def label_of(record: dict, label_field: str | None) -> str | None:
-    """A sample's class name: its .cls text, or a key of its .json sidecar."""
-    if label_field is None:
-        return record.get("cls") or None
-    try:
-        value = json.loads(record["meta"]).get(label_field) if record.get("meta") else None
-    except (ValueError, AttributeError):
-        return None
-    return None if value is None else str(value)
 
 
 def lr_at(step: int, total_steps: int, warmup_steps: int, base_lr: float) -> float:
@@ -67,32 +58,6 @@ def training_preprocessing(arch: str, image_size: int | None) -> Preprocessing:
         return prep
     ratio = prep.resize_size / prep.input_size
     return Preprocessing(image_size, round(image_size * ratio), prep.interpolation, prep.mean, prep.std)
-
-
-@dataclass(frozen=True)
-class WorkerPlan:
-    use_gpu: bool
-    resources: dict  # per worker
-    threads: int  # torch threads per worker
-
-    def describe(self, workers: int) -> str:
-        kind = f"{self.resources.get('GPU', 0):g} GPU + " if self.use_gpu else ""
-        return f"{workers} worker(s) x {kind}{self.resources['CPU']:g} CPU, {self.threads} torch thread(s) each"
-
-
-def plan_workers(cluster: dict, cfg: TrainConfig, node_cpus: float | None = None) -> WorkerPlan:
-    """Resources per training worker; on CPU, leave at least one CPU for decoding, and ask no more
-    than the largest node (`node_cpus`) has."""
-    cpus = max(1.0, float(cluster.get("CPU", 1)))
-    if cfg.gpus_per_worker > 0:
-        need = cfg.workers * cfg.gpus_per_worker
-        if cluster.get("GPU", 0) < need:
-            raise RuntimeError(f"{cfg.workers} workers x {cfg.gpus_per_worker:g} GPU need {need:g} GPUs; "
-                               f"the cluster has {cluster.get('GPU', 0):g}")
-        per = cfg.cpus_per_worker or 1.0
-        return WorkerPlan(True, {"CPU": per, "GPU": cfg.gpus_per_worker}, max(1, int(per)))
-    per = cfg.cpus_per_worker or max(0.25, min(4.0, float(node_cpus or cpus), (cpus - 1) / cfg.workers))
-    return WorkerPlan(False, {"CPU": per}, max(1, int(per)))
 
 
 # ---- data --------------------------------------------------------------------------------------
@@ -139,19 +104,10 @@ def examples(units: pa.Table, opts: storage.StorageOptions, prep: Preprocessing,
                 yield {"image": np.stack(images), "label": np.asarray(labels, dtype=np.int64)}
 
 
-def _units_dataset(units: list[sources.Unit]):
-    import ray.data
-
-    ctx = ray.data.DataContext.get_current()  # datasets carry the context they were made in
-    ctx.enable_progress_bars = False
-    ctx.print_on_execution_start = False
-    return ray.data.from_items([u.to_row() for u in units], override_num_blocks=max(1, len(units)))
-
-
 def describe_data(cfg: TrainConfig, units: list[sources.Unit]) -> dict:
     """Class names and sample counts of the training shards (one pass, no decoding)."""
     counts: dict[str, int] = {}
-    ds = _units_dataset(units).map_batches(scan_labels, batch_size=1, batch_format="pyarrow",
+    ds = runtime.units_dataset(units).map_batches(scan_labels, batch_size=1, batch_format="pyarrow",
                                             fn_kwargs={"opts": cfg.storage, "label_field": cfg.label_field})
     for batch in ds.iter_batches(batch_format="numpy", batch_size=None):
         for label in batch["label"]:
@@ -161,11 +117,12 @@ def describe_data(cfg: TrainConfig, units: list[sources.Unit]) -> dict:
 
 
 def build_datasets(cfg: TrainConfig, train_units, val_units, prep: Preprocessing, classes: list[str]) -> dict:
+    """The training pipeline (decode + augment on CPU tasks) and the validation pipeline."""
     common = {"opts": cfg.storage, "prep": prep, "classes": classes, "label_field": cfg.label_field}
-    datasets = {"train": _units_dataset(train_units).map_batches(
+    datasets = {"train": runtime.units_dataset(train_units).map_batches(
         examples, batch_size=1, batch_format="pyarrow", fn_kwargs={**common, "augment": True})}
     if val_units:
-        datasets["val"] = _units_dataset(val_units).map_batches(
+        datasets["val"] = runtime.units_dataset(val_units).map_batches(
             examples, batch_size=1, batch_format="pyarrow", fn_kwargs={**common, "augment": False})
     return datasets
 
@@ -181,11 +138,71 @@ def _load_state(checkpoint) -> dict:
         return torch.load(os.path.join(d, "state.pt"), map_location="cpu", weights_only=True)
 
 
+def build_network(spec: ModelSpec, cfg: TrainConfig) -> torch.nn.Module:
+    """The architecture with its pretrained weights and a new head; the backbone frozen if asked."""
+    net = models.ARCHITECTURES[spec.arch].build(len(spec.classes))
+    head = set(models.init_from(net, models.pretrained_state(spec.arch, cfg.init_weights, cfg.storage)))
+    if cfg.freeze_backbone:
+        for name, p in net.named_parameters():
+            p.requires_grad = name in head
+    return net
+
+
+def make_optimizer(params: list, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+@dataclass
+class Schedule:
+    """Where training stands: the learning rate of each step, and how far it got."""
+
+    total_steps: int
+    warmup_steps: int
+    base_lr: float
+    step: int = 0
+
+    def lr(self) -> float:
+        return lr_at(self.step, self.total_steps, self.warmup_steps, self.base_lr)
+
+
+def train_one_epoch(model, optimizer, loss_fn, batches, schedule: Schedule, normalize, amp: bool) -> tuple[int, float]:
+    """One pass over this worker's batches; returns (samples seen, summed loss)."""
+    seen, loss_sum = 0, 0.0
+    for batch in batches:
+        for group in optimizer.param_groups:
+            group["lr"] = schedule.lr()
+        with torch.autocast(batch["image"].device.type, dtype=torch.bfloat16, enabled=amp):
+            loss = loss_fn(model(normalize(batch["image"])).float(), batch["label"])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step += 1
+        seen += len(batch["label"])
+        loss_sum += loss.item() * len(batch["label"])
+    return seen, loss_sum
+
+
+@torch.inference_mode()
+def evaluate(model, loss_fn, batches, normalize, amp: bool) -> tuple[int, int, float]:
+    """Accuracy on this worker's validation batches: (correct, samples, summed loss)."""
+    model.eval()
+    correct, n, loss_sum = 0, 0, 0.0
+    for batch in batches:
+        with torch.autocast(batch["image"].device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = model(normalize(batch["image"])).float()
+        correct += (logits.argmax(dim=1) == batch["label"]).sum().item()
+        n += len(batch["label"])
+        loss_sum += loss_fn(logits, batch["label"]).item() * len(batch["label"])
+    return correct, n, loss_sum
+
+
 def train_loop(config: dict) -> None:
-    """One DDP replica: build the model, resume if a checkpoint exists, train, validate, report."""
+    """One DDP replica: build the model, resume if a checkpoint exists, then per epoch train,
+    validate, and report the metrics with a checkpoint."""
     import ray.train
     import ray.train.torch
-    from ray.train import Checkpoint
 
     from recog.predict import normalizer, to_model_input
 
@@ -197,33 +214,27 @@ def train_loop(config: dict) -> None:
     torch.set_num_threads(config["threads"])
     device = ray.train.torch.get_device()
 
-    net = models.ARCHITECTURES[spec.arch].build(len(spec.classes))
-    head = set(models.init_from(net, models.pretrained_state(spec.arch, cfg.init_weights, cfg.storage)))
-    if cfg.freeze_backbone:
-        for name, p in net.named_parameters():
-            p.requires_grad = name in head
-    start_epoch, step, history = 0, 0, []
+    net = build_network(spec, cfg)
+    steps_per_epoch = max(1, math.ceil(config["samples"] / (cfg.batch_size * world)))
+    schedule = Schedule(steps_per_epoch * cfg.epochs, max(1, int(steps_per_epoch * cfg.warmup_epochs)), cfg.lr)
+    start_epoch, history = 0, []
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
         state = _load_state(checkpoint)
         net.load_state_dict(state["model"])
-        start_epoch, step, history = state["epoch"] + 1, state["step"], state["history"]
+        start_epoch, schedule.step, history = state["epoch"] + 1, state["step"], state["history"]
     model = ray.train.torch.prepare_model(net.to(memory_format=torch.channels_last))
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    if cfg.optimizer == "sgd":
-        optimizer = torch.optim.SGD(trainable, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
-    else:
-        optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg)
     if checkpoint:
         optimizer.load_state_dict(state["optimizer"])
-    if rank == 0 and checkpoint:
-        print(f"[train] resuming after epoch {start_epoch} (step {step}) from {checkpoint.path}", flush=True)
+        if rank == 0:
+            print(f"[train] resuming after epoch {start_epoch} (step {schedule.step}) from {checkpoint.path}", flush=True)
 
     mean, std = normalizer(spec.preprocessing, device)
+    normalize = lambda pixels: to_model_input(pixels, mean, std)  # noqa: E731
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    steps_per_epoch = max(1, math.ceil(config["samples"] / (cfg.batch_size * world)))
-    total_steps, warmup_steps = steps_per_epoch * cfg.epochs, max(1, int(steps_per_epoch * cfg.warmup_epochs))
     amp = device.type == "cuda"
+    dtypes = {"image": torch.uint8, "label": torch.int64}
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("val") if config["has_val"] else None
     join = model.join if isinstance(model, torch.nn.parallel.DistributedDataParallel) else contextlib.nullcontext
@@ -232,38 +243,20 @@ def train_loop(config: dict) -> None:
         # With a frozen backbone the whole network runs in inference mode (batch-norm statistics
         # stay as pretrained); the head is a linear layer, the same in either mode.
         model.train(not cfg.freeze_backbone)
-        seen, loss_sum, t0 = 0, 0.0, time.perf_counter()
+        t0 = time.perf_counter()
         with join():
-            for batch in train_shard.iter_torch_batches(batch_size=cfg.batch_size, local_shuffle_buffer_size=4 * cfg.batch_size,
-                                                        dtypes={"image": torch.uint8, "label": torch.int64}, device=device):
-                for group in optimizer.param_groups:
-                    group["lr"] = lr_at(step, total_steps, warmup_steps, cfg.lr)
-                x = to_model_input(batch["image"], mean, std)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                    loss = loss_fn(model(x).float(), batch["label"])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                step += 1
-                seen += len(batch["label"])
-                loss_sum += loss.item() * len(batch["label"])
+            batches = train_shard.iter_torch_batches(batch_size=cfg.batch_size, local_shuffle_buffer_size=4 * cfg.batch_size,
+                                                     dtypes=dtypes, device=device)
+            seen, loss_sum = train_one_epoch(model, optimizer, loss_fn, batches, schedule, normalize, amp)
         train_seconds = time.perf_counter() - t0
-        totals = torch.tensor([seen, loss_sum, 0.0, 0.0, 0.0], dtype=torch.float64)
-        if val_shard is not None:
-            model.eval()
-            with torch.inference_mode():
-                for batch in val_shard.iter_torch_batches(batch_size=cfg.batch_size, device=device,
-                                                          dtypes={"image": torch.uint8, "label": torch.int64}):
-                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                        logits = model(to_model_input(batch["image"], mean, std)).float()
-                    totals[2] += (logits.argmax(dim=1) == batch["label"]).sum().item()
-                    totals[3] += len(batch["label"])
-                    totals[4] += loss_fn(logits, batch["label"]).item() * len(batch["label"])
+        correct, val_n, val_loss = evaluate(model, loss_fn, val_shard.iter_torch_batches(
+            batch_size=cfg.batch_size, dtypes=dtypes, device=device), normalize, amp) if val_shard else (0, 0, 0.0)
+        totals = torch.tensor([seen, loss_sum, correct, val_n, val_loss], dtype=torch.float64)
         if world > 1:
             torch.distributed.all_reduce(totals)
         seen_all, loss_all, correct, val_n, val_loss = totals.tolist()
         metrics = {
-            "epoch": epoch, "step": step, "lr": optimizer.param_groups[0]["lr"],
+            "epoch": epoch, "step": schedule.step, "lr": optimizer.param_groups[0]["lr"],
             "train_loss": loss_all / max(seen_all, 1), "train_samples": int(seen_all),
             "samples_per_s_per_worker": seen / train_seconds if train_seconds else 0.0,
             "val_acc": correct / val_n if val_n else None, "val_loss": val_loss / val_n if val_n else None,
@@ -273,26 +266,35 @@ def train_loop(config: dict) -> None:
             val = f" val_acc {metrics['val_acc']:.3f}" if val_n else ""
             print(f"[train] epoch {epoch + 1}/{cfg.epochs} loss {metrics['train_loss']:.4f}{val} "
                   f"{metrics['samples_per_s_per_worker']:.1f} samples/s/worker", flush=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            report = {k: v for k, v in metrics.items() if v is not None}
-            if rank == 0:
-                _save_state(tmp, {"model": (model.module if hasattr(model, "module") else model).state_dict(),
-                                  "optimizer": optimizer.state_dict(), "epoch": epoch, "step": step, "history": history})
-                ray.train.report(report, checkpoint=Checkpoint.from_directory(tmp))
-            else:
-                ray.train.report(report)
+        _report(metrics, rank, {"model": (model.module if hasattr(model, "module") else model).state_dict(),
+                                "optimizer": optimizer.state_dict(), "epoch": epoch, "step": schedule.step,
+                                "history": history})
+
+
+def _report(metrics: dict, rank: int, state: dict) -> None:
+    """Report an epoch's metrics to Ray Train; rank 0 adds the checkpoint."""
+    import ray.train
+    from ray.train import Checkpoint
+
+    with tempfile.TemporaryDirectory() as tmp:
+        report = {k: v for k, v in metrics.items() if v is not None}
+        if rank == 0:
+            _save_state(tmp, state)
+            ray.train.report(report, checkpoint=Checkpoint.from_directory(tmp))
+        else:
+            ray.train.report(report)
 
 
 # ---- the driver ---------------------------------------------------------------------------------
 
-def _plan(cfg: TrainConfig, uri: str, fingerprint: str) -> list[sources.Unit]:
+def training_units(cfg: TrainConfig, uri: str, fingerprint: str) -> list[sources.Unit]:
+    """The units of labeled shards (or loose images) at `uri`."""
     files = storage.list_files(uri, cfg.storage, max_attempts=1)
     if not files:
-        raise storage.StorageError(f"{uri}: no shards found")
-    root = storage.common_root([f.uri for f in files])
-    units = sources.plan_units(files, root, fingerprint).units
+        raise StorageError(f"{uri}: no shards found")
+    units = sources.image_units(files, storage.listing_root(uri, files), fingerprint).units
     if not units:
-        raise storage.StorageError(f"{uri}: no tar shards or images found")
+        raise StorageError(f"{uri}: no tar shards or images found")
     return units
 
 
@@ -318,68 +320,77 @@ def _dataset_info(cfg: TrainConfig, units: list[sources.Unit], out) -> dict:
 
 def run_training(cfg: TrainConfig, out=sys.stdout) -> dict:
     """Train, checkpoint, export the package; return its model.json."""
-    import ray
-    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
-    from recog.pipeline import init_ray, largest_node_cpus
-
     print(f"[train] {json.dumps(cfg.to_dict())}", file=out, flush=True)
     opts = cfg.storage
     storage.check_access(cfg.train, cfg.output, opts)
     if cfg.arch not in models.ARCHITECTURES:
-        raise models.ModelError(f"unknown architecture {cfg.arch!r}; known: {', '.join(sorted(models.ARCHITECTURES))}")
+        raise ModelError(f"unknown architecture {cfg.arch!r}; known: {', '.join(sorted(models.ARCHITECTURES))}")
     models.pretrained_state(cfg.arch, cfg.init_weights, opts)  # fail now, not on every worker, if it cannot load
-    train_units = _plan(cfg, cfg.train, "train")
-    val_units = _plan(cfg, cfg.val, "val") if cfg.val else []
+    train_units = training_units(cfg, cfg.train, "train")
+    val_units = training_units(cfg, cfg.val, "val") if cfg.val else []
     if cfg.restart:
         _forget_run(cfg)
+    with runtime.ray_messages("train", cfg.verbose, out):
+        runtime.init_ray(cfg.ray_address, dashboard=True)
+        data = _dataset_info(cfg, train_units, out)
+        classes = list(cfg.classes) if cfg.classes else sorted(data["counts"])
+        samples = sum(n for c, n in data["counts"].items() if c in classes)
+        if len(classes) < 2 or samples == 0:
+            raise StorageError(f"{cfg.train}: found {len(classes)} class(es) with {samples} labeled sample(s); "
+                               "need labels in .cls files (or --label-field) for at least two classes")
+        prep = training_preprocessing(cfg.arch, cfg.image_size)
+        spec = ModelSpec(cfg.output.rstrip("/").rsplit("/", 1)[-1], cfg.arch, tuple(classes), "identity", prep,
+                         weights="", version="")
+        _check_same_run(cfg, spec)
+        t0 = time.monotonic()
+        result = fit(cfg, spec, samples, build_datasets(cfg, train_units, val_units, prep, classes), out,
+                     f"{len(train_units)} train unit(s), {len(val_units)} val unit(s)")
+    return export_package(cfg, spec, result, bool(val_units), data, time.monotonic() - t0, out)
 
-    init_ray(cfg.ray_address, dashboard=True)
-    data = _dataset_info(cfg, train_units, out)
-    classes = list(cfg.classes) if cfg.classes else sorted(data["counts"])
-    samples = sum(n for c, n in data["counts"].items() if c in classes)
-    if len(classes) < 2 or samples == 0:
-        raise storage.StorageError(f"{cfg.train}: found {len(classes)} class(es) with {samples} labeled sample(s); "
-                                   "need labels in .cls files (or --label-field) for at least two classes")
-    prep = training_preprocessing(cfg.arch, cfg.image_size)
-    name = cfg.output.rstrip("/").rsplit("/", 1)[-1]
-    spec = ModelSpec(name, cfg.arch, tuple(classes), "identity", prep, weights="", version="")
-    _check_same_run(cfg, spec)
-    plan = plan_workers(ray.cluster_resources(), cfg, largest_node_cpus())
-    print(f"[train] {samples} samples in {len(classes)} classes {classes}; {len(train_units)} train unit(s), "
-          f"{len(val_units)} val unit(s); {plan.describe(cfg.workers)}", file=out, flush=True)
 
-    fs, path = storage.filesystem(_train_dir(cfg), opts)
+def fit(cfg: TrainConfig, spec: ModelSpec, samples: int, datasets: dict, out, units: str):
+    """Run the TorchTrainer: `cfg.workers` DDP replicas, checkpoints to <output>/_train/."""
+    import ray
+    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    workers = runtime.training_workers(ray.cluster_resources(), cfg, runtime.largest_node_cpus())
+    print(f"[train] {samples} samples in {len(spec.classes)} classes {list(spec.classes)}; {units}; "
+          f"{workers.describe(cfg.workers)}", file=out, flush=True)
+    fs, path = storage.filesystem(_train_dir(cfg), cfg.storage)
     os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")  # worker prints once, to stdout
     trainer = TorchTrainer(
         train_loop,
         train_loop_config={"cfg": cfg.to_dict(), "spec": spec.to_dict(), "samples": samples,
-                           "has_val": bool(val_units), "threads": plan.threads},
-        scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=plan.use_gpu, resources_per_worker=plan.resources),
+                           "has_val": "val" in datasets, "threads": workers.threads},
+        scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=workers.use_gpu,
+                                     resources_per_worker=workers.resources),
         run_config=RunConfig(
             name=RUN_NAME, storage_path=path, storage_filesystem=fs if storage.is_s3(cfg.output) else None,
-            checkpoint_config=CheckpointConfig(num_to_keep=3, checkpoint_score_attribute="val_acc" if val_units else "epoch"),
+            checkpoint_config=CheckpointConfig(num_to_keep=3,
+                                               checkpoint_score_attribute="val_acc" if "val" in datasets else "epoch"),
             failure_config=FailureConfig(max_failures=cfg.max_failures),
             logging_config=LoggingConfig(log_level="WARNING"),  # recog prints a line per epoch
         ),
-        datasets=build_datasets(cfg, train_units, val_units, prep, classes),
+        datasets=datasets,
     )
-    t0 = time.monotonic()
-    result = trainer.fit()
-    best = result.get_best_checkpoint("val_acc", "max") if val_units else result.checkpoint
+    return trainer.fit()
+
+
+def export_package(cfg: TrainConfig, spec: ModelSpec, result, has_val: bool, data: dict, seconds: float, out) -> dict:
+    """Write the best epoch (by validation accuracy, else the last) as the model package at --output."""
+    best = result.get_best_checkpoint("val_acc", "max") if has_val else result.checkpoint
     state = _load_state(best)
     history = _load_state(result.checkpoint)["history"]  # every epoch, also those after the best
     metrics = state["history"][-1]
     packaged = models.save_package(cfg.output, spec, state["model"], {"training": {
         "config": cfg.to_dict(), "best_epoch": state["epoch"], "best": metrics, "history": history,
-        "classes_found": data["counts"], "elapsed_s": round(time.monotonic() - t0, 1),
-    }}, opts)
-    body = models.read_package(cfg.output, opts)
+        "classes_found": data["counts"], "elapsed_s": round(seconds, 1),
+    }}, cfg.storage)
     acc = f", val_acc {metrics['val_acc']:.3f}" if metrics.get("val_acc") is not None else ""
     print(f"[train] model package {cfg.output} (version {packaged.version}): best epoch {state['epoch'] + 1}{acc}",
           file=out, flush=True)
-    return body
+    return models.read_package(cfg.output, cfg.storage)
 
 
 def _run_fingerprint(spec: ModelSpec) -> dict:
@@ -395,7 +406,7 @@ def _check_same_run(cfg: TrainConfig, spec: ModelSpec) -> None:
         storage.write_bytes(marker, json.dumps(_run_fingerprint(spec)).encode(), cfg.storage)
         return
     if earlier != _run_fingerprint(spec):
-        raise models.ModelError(f"{cfg.output} holds a training run of another model ({earlier}); "
+        raise ModelError(f"{cfg.output} holds a training run of another model ({earlier}); "
                                 "pass --restart to replace it, or choose another --output")
 
 

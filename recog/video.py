@@ -22,7 +22,6 @@ from __future__ import annotations
 import datetime as dt
 import heapq
 import itertools
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -32,6 +31,8 @@ from typing import Iterator
 import av
 
 from recog import storage
+from recog.errors import ConfigError
+from recog.sidecars import sidecar_context, utc
 from recog.storage import StorageOptions
 
 VIDEO_EXTS = ("mp4", "mkv", "avi", "mov")
@@ -44,16 +45,16 @@ TRUNCATION_SLACK_S = 1.0  # a stream may end this much before its header's durat
 class Sampling:
     """Which frames to label: one of fps, every_n, keyframes."""
 
-    fps: float | None = 1.0
+    fps: float | None = None
     every_n: int | None = None
     keyframes: bool = False
 
     def __post_init__(self):
         chosen = [self.fps is not None, self.every_n is not None, self.keyframes]
         if sum(chosen) != 1:
-            raise ValueError("choose one way to sample frames: --fps, --every-n or --keyframes")
+            raise ConfigError("choose one way to sample frames: --fps, --every-n or --keyframes")
         if (self.fps is not None and self.fps <= 0) or (self.every_n is not None and self.every_n < 1):
-            raise ValueError("--fps must be > 0 and --every-n >= 1")
+            raise ConfigError("--fps must be > 0 and --every-n >= 1")
 
     def describe(self) -> str:
         if self.keyframes:
@@ -140,36 +141,27 @@ def _pattern_regex(pattern: str) -> re.Pattern:
 
 
 def parse_name(pattern: str, name: str) -> dict:
-    """Fields a file name carries, by a pattern like '{camera}_{start:%Y%m%dT%H%M%S}.mp4'."""
+    """Fields a file name carries, by a pattern like '{camera}_{start:%Y%m%dT%H%M%S}.mp4'; a start
+    time that does not parse is left out."""
     m = _pattern_regex(pattern).match(name)
     if not m:
         return {}
     fields = m.groupdict()
     formats = dict(re.findall(r"\{(\w+):([^}]*)\}", pattern))
     if "start" in fields and "start" in formats:
-        fields["start"] = _utc(dt.datetime.strptime(fields["start"], formats["start"]))
+        try:
+            fields["start"] = utc(dt.datetime.strptime(fields["start"], formats["start"]))
+        except ValueError:
+            del fields["start"]
     return fields
 
 
-def _utc(t: dt.datetime) -> dt.datetime:
-    return t.replace(tzinfo=dt.timezone.utc) if t.tzinfo is None else t.astimezone(dt.timezone.utc)
-
-
-def recording_context(meta_text: str | None, pattern: str | None, name: str) -> tuple[str | None, str | None]:
-    """(camera, start time ISO 8601 UTC) from the video's .json sidecar, else from its file name.
-
-    The sidecar may hold {"camera": "...", "start": "2026-11-03T08:00:00Z"}; times without a zone
-    are taken as UTC.
-    """
+def recording_context(meta_text: str | None, pattern: str | None, name: str) -> tuple[str | None, dt.datetime | None]:
+    """(camera, start time) of a recording: from its .json sidecar ({"camera": ..., "start": ...}),
+    else from its file name by `pattern`; either None when unknown."""
     fields = parse_name(pattern, name) if pattern else {}
-    camera, start = fields.get("camera"), fields.get("start")
-    if meta_text:
-        meta = json.loads(meta_text)
-        if isinstance(meta, dict):
-            camera = str(meta["camera"]) if meta.get("camera") is not None else camera
-            if meta.get("start"):
-                start = _utc(dt.datetime.fromisoformat(str(meta["start"]).replace("Z", "+00:00")))
-    return camera, start.isoformat() if start else None
+    camera, start = sidecar_context(meta_text, "start")
+    return camera or fields.get("camera"), start or fields.get("start")
 
 
 # ---- planning ---------------------------------------------------------------------------------
@@ -256,8 +248,7 @@ def _frames_in_segment(container, stream, seg: Segment, errors: list[str], cover
 def read_segment(seg: Segment, sampling: Sampling, opts: StorageOptions) -> Iterator[dict]:
     """Records for the sampled frames of one segment (payload `frame`, a PIL image), and an error
     row if part of it could not be decoded."""
-    base = {"source_uri": seg.uri, "shard": None, "key": seg.key, "member": None, "data": None, "cls": None,
-            "meta": seg.meta, "camera": seg.camera, "error": None}
+    base = {"source_uri": seg.uri, "key": seg.key, "meta": seg.meta, "camera": seg.camera, "error": None}
     try:
         container = open_video(seg.uri, opts)
     except FileNotFoundError:

@@ -1,6 +1,7 @@
 """Shared fixtures: a real SeaweedFS server and a real local Ray, started once per test session.
 
-Unit tests (no server, no Ray) run first; tests marked `integration` are moved to the end.
+Unit tests (tests/test_<module>.py, one per module of recog) run first; the tests in
+tests/integration/ run the real chain (object store + Ray), are marked `integration`, and run last.
 """
 
 from __future__ import annotations
@@ -18,7 +19,13 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("RECOG_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
+INTEGRATION = Path(__file__).parent / "integration"
+
+
 def pytest_collection_modifyitems(items):
+    for item in items:
+        if INTEGRATION in Path(item.path).parents:
+            item.add_marker(pytest.mark.integration)
     items.sort(key=lambda item: item.get_closest_marker("integration") is not None)
 
 

@@ -10,6 +10,8 @@ from recog.models import ModelError
 from recog.predict import Classifier
 from recog.storage import StorageOptions
 
+OPTS = StorageOptions()
+
 
 def test_default_model_is_built_in_with_its_preprocessing():
     spec = models.resolve()
@@ -89,3 +91,19 @@ def test_bad_requests_say_what_to_give():
         models.resolve("resnet50")
     with pytest.raises(ModelError, match="weights not found"):
         models.resolve("resnet50", "/nonexistent/resnet50.pth")
+
+
+def test_package_round_trip_and_tamper_check(tmp_path):
+    prep = preprocess.Preprocessing(64, 73)
+    spec = models.ModelSpec("gate", "resnet18", ("bus", "car"), "identity", prep, "", "")
+    net = models.ARCHITECTURES["resnet18"].build(2)
+    saved = models.save_package(str(tmp_path / "gate"), spec, net.state_dict(), {"training": {"epochs": 1}}, OPTS)
+    loaded = models.resolve(str(tmp_path / "gate"))
+    assert loaded.classes == ("bus", "car") and loaded.preprocessing == prep and loaded.version == saved.version
+    assert loaded.weights == str(tmp_path / "gate" / "weights.pt")
+    assert torch.equal(models.build(loaded, OPTS).state_dict()["fc.weight"], net.state_dict()["fc.weight"])
+    (tmp_path / "gate" / "weights.pt").write_bytes((tmp_path / "gate" / "weights.pt").read_bytes()[:-10] + b"0" * 10)
+    with pytest.raises(models.ModelError, match="does not match the version"):
+        models.resolve(str(tmp_path / "gate"))
+    with pytest.raises(models.ModelError, match="not a model package"):
+        models.resolve(str(tmp_path / "nothing-here"))

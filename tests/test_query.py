@@ -1,5 +1,4 @@
-"""SQL over results: committed runs only, partition pruning, output formats; and, on the real
-chain, `recog query/summary/report` over S3 with the report checked in headless Chromium."""
+"""SQL over results: committed runs only, partition pruning, output formats, summaries."""
 
 from __future__ import annotations
 
@@ -7,46 +6,16 @@ import csv
 import datetime as dt
 import io
 import json
-import os
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.fs as pafs
 import pytest
 
-from recog import query, sink
-from recog.config import InferConfig
-from recog.pipeline import run_inference
+from recog import query
 from recog.query import QueryError, Results
 from recog.storage import StorageOptions
-from tests.conftest import REPO
-from tests.imagedata import jpeg, tar_shard
-from tests.videodata import encode_video
-
-DAY = dt.datetime(2026, 11, 3, 22, 30, tzinfo=dt.timezone.utc)
-
-
-def labeled(unit: str, n: int, camera, start: dt.datetime | None, labels=("car", "truck", "bus")) -> pa.Table:
-    """Rows as the predictor emits them for one unit of n inputs (plus its end record), a frame a minute."""
-    rows = [{"unit_id": unit, "record": i, "end": False, "source_uri": f"s3://b/{unit}.tar", "shard": f"{unit}.tar",
-             "key": f"{unit}-{i}", "member": f"{unit}-{i}.jpg", "width": 64, "height": 48, "cls": None, "meta": None,
-             "error": "cannot decode image: broken" if i == 0 else None, "label": None if i == 0 else labels[i % len(labels)],
-             "score": 0.1 * (i % 10), "topk_labels": ["cab"], "topk_scores": [0.5], "model": "m", "model_version": "v1",
-             "processed_at": DAY, "camera": camera, "frame_index": None, "pts_s": None,
-             "wall_time": start + dt.timedelta(minutes=i) if start else None} for i in range(n)]
-    rows.append({**rows[0], "record": n, "end": True, "error": None})
-    return pa.Table.from_pylist(rows)
-
-
-def write_run(output: str, units: list[pa.Table], commit: bool = True) -> dict | None:
-    w = sink.UnitWriter(output, sink.new_run_id(), StorageOptions())
-    for u in units:
-        w.add(u)
-    return json.loads(Path(w.commit({"job": "infer", "status": "committed", "model": {"name": "m", "version": "v1"}})).read_text()) if commit else None
+from tests.resultsdata import DAY, labeled, write_run
 
 
 @pytest.fixture
@@ -157,73 +126,3 @@ def test_no_runs_is_a_clear_error(tmp_path):
 
     with pytest.raises(StorageError, match="no committed runs"):
         Results(str(tmp_path), StorageOptions())
-
-
-# ---- the real chain: jobs -> S3 -> recog query / summary / report ---------------------------------
-
-def chromium() -> str | None:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not found and os.environ.get("RECOG_REQUIRE_BROWSER"):
-        pytest.fail("RECOG_REQUIRE_BROWSER is set but there is no chromium (apt-get install chromium)")
-    return found
-
-
-def recog(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "recog.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=300)
-
-
-@pytest.mark.integration
-def test_query_summary_and_report_over_s3(bucket, opts, ray_local, tmp_path):
-    members = []
-    for i in range(12):
-        camera, hour = ("gate-3", 1 + i % 3) if i < 8 else ("lobby", 14)
-        members += [(f"{i:03d}.jpg", jpeg(120, 90, (20 * i, 120, 200 - 10 * i))),
-                    (f"{i:03d}.json", json.dumps({"camera": camera, "timestamp": f"2026-11-0{3 + i % 2}T0{hour % 10}:15:00Z"}).encode())]
-    members.append(("broken.jpg", b"\xff\xd8 not a jpeg"))
-    from recog import storage
-
-    storage.write_bytes(f"{bucket}/in/shard-000.tar", tar_shard(members), opts)
-    video = encode_video(tmp_path / "cam-9_20261103T020000.mp4", frames=75, fps=25, size=(96, 64))
-    storage.write_bytes(f"{bucket}/footage/{video.name}", video.read_bytes(), opts)
-    run_inference(InferConfig(input=f"{bucket}/in/", output=f"{bucket}/results"))
-    run_inference(InferConfig(input=f"{bucket}/footage/", output=f"{bucket}/results", media="video", fps=1.0,
-                              name_pattern="{camera}_{start:%Y%m%dT%H%M%S}.mp4"))
-
-    counted = recog("query", f"{bucket}/results", "SELECT camera, count(*) AS n FROM results GROUP BY ALL ORDER BY camera",
-                    "--format", "csv")
-    assert counted.returncode == 0, counted.stderr
-    assert list(csv.reader(io.StringIO(counted.stdout))) == [["camera", "n"], ["cam-9", "3"], ["gate-3", "8"],
-                                                            ["lobby", "4"], ["", "1"]]
-    day = recog("query", f"{bucket}/results", "SELECT key FROM results WHERE camera = 'gate-3' AND date = '2026-11-03' "
-                "ORDER BY key", "--format", "json")
-    assert [r["key"] for r in json.loads(day.stdout)] == ["000", "002", "004", "006"]
-
-    summary = recog("summary", f"{bucket}/results", "--by", "camera,hour")
-    assert summary.returncode == 0 and "2 committed run(s)" in summary.stdout and "16 rows visible, 1 error(s)" in summary.stdout
-
-    bad = recog("query", f"{bucket}/results", "SELEC 1")
-    assert bad.returncode == 2 and "syntax error" in bad.stderr.lower() and "Traceback" not in bad.stderr
-
-    report = tmp_path / "report.html"
-    made = recog("report", f"{bucket}/results", "--out", str(report), "--thumbs", "20")
-    assert made.returncode == 0, made.stderr
-    browser = chromium()
-    if not browser:
-        pytest.skip("no chromium to render the report in (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=browser, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                                                             "--disable-component-update", "--disable-sync", "--no-first-run"])
-        page = b.new_page(viewport={"width": 1000, "height": 1200})
-        problems = []
-        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-        page.goto(report.as_uri())
-        images = page.evaluate("Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.alt])")
-        charts = page.evaluate("document.querySelectorAll('svg.chart rect').length")
-        headings = page.evaluate("Array.from(document.querySelectorAll('h3')).map(h => h.textContent)")
-        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
-        b.close()
-    assert len(images) == 15 and all(ok and width > 0 for ok, width, _ in images)  # every labeled row, thumbnailed
-    assert sum(1 for *_, alt in images if alt) == 15 and set(headings) == {alt for *_, alt in images}
-    assert charts > 0 and not problems

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from recog import sources
-from recog.sources import Unit, iter_tar_samples, plan_units, read_unit, split_key
+from recog.sources import Unit, image_units, iter_tar_samples, read_unit, split_key
 from recog.storage import FileEntry, StorageOptions
 from tests.imagedata import jpeg, tar_shard
 
@@ -23,9 +23,9 @@ def _files(*names):
     return [FileEntry(f"s3://b/in/{n}", 10 + i) for i, n in enumerate(names)]
 
 
-def test_plan_groups_shards_images_and_sidecars():
+def test_image_units_group_shards_images_and_sidecars():
     files = _files("s-0.tar", "s-1.tar", "a.jpg", "a.json", "b.png", "c.cls", "notes.txt", "d/e.webp")
-    plan = plan_units(files, "s3://b/in/", "fp", images_per_unit=2)
+    plan = image_units(files, "s3://b/in/", "fp", images_per_unit=2)
     kinds = [u.kind for u in plan.units]
     assert kinds == ["shard", "shard", "images", "images"]
     assert (plan.shards, plan.images) == (2, 3)
@@ -37,15 +37,15 @@ def test_plan_groups_shards_images_and_sidecars():
 
 def test_unit_ids_are_deterministic_and_depend_on_model_and_inputs():
     files = _files("s-0.tar", "a.jpg")
-    a = [u.unit_id for u in plan_units(files, "s3://b/in/", "model-1").units]
-    assert a == [u.unit_id for u in plan_units(files, "s3://b/in/", "model-1").units]
-    assert set(a).isdisjoint(u.unit_id for u in plan_units(files, "s3://b/in/", "model-2").units)
+    a = [u.unit_id for u in image_units(files, "s3://b/in/", "model-1").units]
+    assert a == [u.unit_id for u in image_units(files, "s3://b/in/", "model-1").units]
+    assert set(a).isdisjoint(u.unit_id for u in image_units(files, "s3://b/in/", "model-2").units)
     changed = [FileEntry(f.uri, f.size + 1) for f in files]
-    assert set(a).isdisjoint(u.unit_id for u in plan_units(changed, "s3://b/in/", "model-1").units)
+    assert set(a).isdisjoint(u.unit_id for u in image_units(changed, "s3://b/in/", "model-1").units)
 
 
 def test_unit_survives_a_round_trip_through_a_row():
-    unit = plan_units(_files("a.jpg", "a.cls"), "s3://b/in/", "fp").units[0]
+    unit = image_units(_files("a.jpg", "a.cls"), "s3://b/in/", "fp").units[0]
     assert Unit.from_row(json.loads(json.dumps(unit.to_row()))) == unit
 
 
@@ -118,7 +118,7 @@ def test_loose_images_read_with_sidecars(tmp_path):
     (tmp_path / "a.cls").write_bytes(b"bus")
     (tmp_path / "b.jpg").write_bytes(jpeg())
     files = [FileEntry(str(p), p.stat().st_size) for p in sorted(tmp_path.iterdir())]
-    unit = plan_units(files, str(tmp_path), "fp").units[0]
+    unit = image_units(files, str(tmp_path), "fp").units[0]
     (tmp_path / "b.jpg").unlink()  # disappears between listing and reading
     rows = records(unit)[:-1]
     assert [(r["key"], r["cls"], r["error"] is None) for r in rows] == [("a", "bus", True), ("b", None, False)]

@@ -75,7 +75,9 @@ def test_an_input_list_names_the_files(bucket, opts):
 def test_braces_and_wildcards_select_files(bucket, opts):
     for name in ("train-000.tar", "train-001.tar", "train-002.tar", "val-000.tar", "val-001.tar", "notes.txt"):
         storage.write_bytes(f"{bucket}/ds/{name}", b"t", opts)
-    names = lambda pattern: [f.uri.rsplit("/", 1)[-1] for f in storage.list_files(f"{bucket}/ds/{pattern}", opts)]
+    def names(pattern):
+        return [f.uri.rsplit("/", 1)[-1] for f in storage.list_files(f"{bucket}/ds/{pattern}", opts)]
+
     assert names("train-{000..001}.tar") == ["train-000.tar", "train-001.tar"]
     assert names("val-*.tar") == ["val-000.tar", "val-001.tar"]
     assert names("{train,val}-00[2-9].tar") == ["train-002.tar"]

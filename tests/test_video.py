@@ -132,9 +132,10 @@ def test_unsupported_codec_says_so(tmp_path, shared_data):
 
 def test_recording_time_and_camera_from_name_or_sidecar():
     camera, start = video.recording_context(None, "{camera}_{start:%Y%m%dT%H%M%S}.mp4", "cam-07_20261103T080000.mp4")
-    assert (camera, start) == ("cam-07", "2026-11-03T08:00:00+00:00")
+    assert (camera, start) == ("cam-07", dt.datetime(2026, 11, 3, 8, 0, tzinfo=dt.timezone.utc))
     sidecar = json.dumps({"camera": "gate-3", "start": "2026-11-03T09:30:00+01:00"})
-    assert video.recording_context(sidecar, None, "x.mp4") == ("gate-3", "2026-11-03T08:30:00+00:00")
+    assert video.recording_context(sidecar, None, "x.mp4") == ("gate-3", dt.datetime(2026, 11, 3, 8, 30, tzinfo=dt.timezone.utc))
+    assert video.recording_context(None, "{camera}_{start:%Y%m%dT%H}.mp4", "cam-1_2026bad.mp4") == ("cam-1", None)
     assert video.recording_context(None, "{camera}_{start:%Y%m%d}.mp4", "other.mp4") == (None, None)
 
 
@@ -145,14 +146,14 @@ def test_wall_time_is_recording_start_plus_frame_time(clip):
     assert rows[2]["camera"] == "cam-1"
 
 
-def test_plan_groups_videos_with_their_sidecars_and_segments_them():
+def test_videos_are_grouped_with_their_sidecars_and_segmented():
     files = [FileEntry("s3://b/in/a.mp4", 100), FileEntry("s3://b/in/a.json", 10), FileEntry("s3://b/in/x.jpg", 5)]
-    plan = sources.plan_units(files, "s3://b/in/", "fp", media="video")
-    assert plan.videos == [("a", {"mp4": "s3://b/in/a.mp4", "json": "s3://b/in/a.json"})]
-    assert plan.ignored == ["s3://b/in/x.jpg"]
+    videos, ignored = sources.video_samples(files, "s3://b/in/")
+    assert videos == [("a", {"mp4": "s3://b/in/a.mp4", "json": "s3://b/in/a.json"})]
+    assert ignored == ["s3://b/in/x.jpg"]
     infos = {"s3://b/in/a.mp4": video.VideoInfo(duration_s=150.0, fps=25.0)}
     metas = {"s3://b/in/a.mp4": '{"camera": "c1", "start": "2026-11-03T08:00:00Z"}'}
-    units = sources.plan_segments(plan.videos, infos, metas, "fp", Sampling(fps=1), 60)
+    units = sources.segment_units(videos, infos, metas, "fp", Sampling(fps=1).segment_length(60))
     assert [(u.params["start"], u.params["end"]) for u in units] == [("0", "60"), ("60", "120"), ("120", None)]
     assert {u.params["camera"] for u in units} == {"c1"} and len({u.unit_id for u in units}) == 3
 

@@ -5,23 +5,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import random
-import subprocess
-import sys
-import time
 
 import pyarrow.parquet as pq
-import pytest
 
 from recog import storage
 from recog.config import InferConfig
 from recog.pipeline import run_inference
 from recog.sink import OUTPUT_SCHEMA
-from tests.conftest import REPO
 from tests.imagedata import jpeg, png, tar_shard
-
-pytestmark = pytest.mark.integration
 
 
 def read_run(output: str, manifest: dict, opts) -> list[dict]:
@@ -125,49 +117,3 @@ def test_decoding_on_the_predictor_gives_the_same_labels(shared_data, bucket, op
         assert r["error"] == workers[key]["error"]
     assert predictor["bad"]["error"].startswith("cannot decode image") and predictor["png"]["label"]
     assert max(abs(r["score"] - workers[k]["score"]) for k, r in predictor.items() if r["score"] is not None) < 0.1
-
-
-def _cli(*args, env_update=None, timeout=300):
-    env = {**os.environ, **(env_update or {})}
-    t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "recog.cli", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout)
-    return proc, time.monotonic() - t0
-
-
-def test_wrong_credentials_fail_before_any_cluster_work(bucket, opts):
-    storage.write_bytes(f"{bucket}/in/a.jpg", jpeg(), opts)
-    proc, seconds = _cli("infer", "--input", f"{bucket}/in/", "--output", f"{bucket}/out",
-                         env_update={"AWS_SECRET_ACCESS_KEY": "wrong-secret"})
-    assert proc.returncode == 2
-    assert "the secret key was rejected: check AWS_SECRET_ACCESS_KEY" in proc.stderr
-    assert "Traceback" not in proc.stderr and "[recog] cluster" not in proc.stdout  # Ray never started
-    assert "wrong-secret" not in proc.stdout + proc.stderr
-
-
-def test_jobs_module_and_cli_share_one_parser():
-    for cmd in ([sys.executable, "-m", "jobs.infer", "--help"], [sys.executable, "-m", "recog.cli", "infer", "--help"]):
-        out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=True).stdout
-        assert "--input" in out and "--min-vehicle-score" in out
-
-
-def test_readme_demo_command_runs(tmp_path):
-    """As on a user's machine without ../shared/data: pictures and a clip drawn on the spot."""
-    proc, _ = _cli("demo", "--drawn", "--workdir", str(tmp_path / "recog-data"), timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "345 rows read back from 5 Parquet file(s); 1 error(s)" in proc.stdout
-    assert "error row: s3://recog-demo/inputs/photos/broken.jpg" in proc.stdout
-    assert "footage: 10 frames at 1 fps from 1 video(s)" in proc.stdout
-    assert "demo-cam" in proc.stdout.split("recog query")[1]  # the query over both runs
-    assert (tmp_path / "recog-data" / "report.html").stat().st_size > 10_000
-    assert (tmp_path / "recog-data" / "store" / "credentials.env").exists()
-
-
-def test_demo_samples_from_the_shared_photos(shared_data):
-    from recog.demo import sample_footage, sample_inputs
-
-    objects = sample_inputs(shared_data)
-    shards = [k for k in objects if k.endswith(".tar")]
-    photos = [k for k in objects if k.startswith("inputs/photos/") and k.endswith(".jpg")]
-    assert len(shards) == 4 and len(photos) == 25  # 24 ImageNet photos and one broken file
-    assert set(sample_footage(shared_data)) == {"footage/roadside.mp4", "footage/roadside.json"}

@@ -19,7 +19,6 @@ import threading
 import time
 import zlib
 
-import pytest
 from PIL import Image
 
 from recog import storage
@@ -30,8 +29,6 @@ from recog.query import Results
 from tests.conftest import REPO
 from tests.imagedata import encode, jpeg, png, tar_shard
 from tests.videodata import encode_video
-
-pytestmark = pytest.mark.integration
 
 
 def write_shards(prefix: str, opts, shards: int, per_shard: int) -> int:

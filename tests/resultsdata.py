@@ -1,0 +1,35 @@
+"""Labeled rows as the predictor emits them, and runs written from them: results without a model."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pyarrow as pa
+
+from recog import sink
+from recog.storage import StorageOptions
+
+DAY = dt.datetime(2026, 11, 3, 22, 30, tzinfo=dt.timezone.utc)
+
+
+def labeled(unit: str, n: int, camera, start: dt.datetime | None, labels=("car", "truck", "bus"),
+            processed_every: dt.timedelta = dt.timedelta(0)) -> pa.Table:
+    """Rows as the predictor emits them for one unit of n inputs (plus its end record), a frame a
+    minute from `start` (or no recording times), labeled `processed_every` apart from DAY on."""
+    rows = [{"unit_id": unit, "record": i, "end": False, "source_uri": f"s3://b/{unit}.tar", "shard": f"{unit}.tar",
+             "key": f"{unit}-{i}", "member": f"{unit}-{i}.jpg", "width": 64, "height": 48, "cls": None, "meta": None,
+             "error": "cannot decode image: broken" if i == 0 else None, "label": None if i == 0 else labels[i % len(labels)],
+             "score": 0.1 * (i % 10), "topk_labels": ["cab"], "topk_scores": [0.5], "model": "m", "model_version": "v1",
+             "processed_at": DAY + i * processed_every, "camera": camera, "frame_index": None, "pts_s": None,
+             "wall_time": start + dt.timedelta(minutes=i) if start else None} for i in range(n)]
+    rows.append({**rows[0], "record": n, "end": True, "error": None})
+    return pa.Table.from_pylist(rows)
+
+
+def write_run(output: str, units: list[pa.Table], commit: bool = True) -> dict | None:
+    w = sink.UnitWriter(output, sink.new_run_id(), StorageOptions())
+    for u in units:
+        w.add(u)
+    return json.loads(Path(w.commit({"job": "infer", "status": "committed", "model": {"name": "m", "version": "v1"}})).read_text()) if commit else None

@@ -1,0 +1,53 @@
+"""The predictor actor's callable, on a batch as the CPU stage hands it over: good rows, a row that
+failed to decode, an end-of-unit record; every row comes out, pixels dropped."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from recog import models
+from recog.predict import Predictor
+from recog.preprocess import model_input
+from recog.sources import RECORD_SCHEMA, blank_record
+from recog.storage import StorageOptions
+from tests.imagedata import jpeg
+
+
+@pytest.fixture(scope="module")
+def predictor() -> Predictor:
+    return Predictor(models.resolve(), StorageOptions(), device="cpu", topk=3, threads=1)
+
+
+def batch(records: list[dict], prep) -> pa.Table:
+    return model_input(records, prep, RECORD_SCHEMA)
+
+
+def test_every_row_comes_out_labeled_or_with_its_error(predictor, shared_data):
+    photo = (shared_data / "photos" / "imagenet" / "n04146614_school_bus.JPEG").read_bytes()
+    records = [blank_record("s3://b/x.tar", key=f"k{i}", data=d, unit_id="u", record=i, end=False)
+               for i, d in enumerate([photo, jpeg(), b"not an image"])]
+    records.append(blank_record("s3://b/x.tar", unit_id="u", record=3, end=True))
+    out = predictor(batch(records, predictor.spec.preprocessing))
+    rows = out.to_pylist()
+    assert out.num_rows == 4 and "image" not in out.column_names and "encoded" not in out.column_names
+    assert rows[0]["label"] == "bus" and rows[0]["topk_labels"][0] == "school bus" and len(rows[0]["topk_scores"]) == 3
+    assert rows[1]["label"] is not None and 0 <= rows[1]["score"] <= 1
+    assert rows[2]["label"] is None and rows[2]["score"] is None and rows[2]["error"].startswith("not a recognised image")
+    assert rows[3]["end"] and rows[3]["label"] is None and rows[3]["error"] is None
+    assert {r["model"] for r in rows} == {"efficientnet_lite0"} and {r["model_version"] for r in rows} == {predictor.spec.version}
+    assert all(r["processed_at"] is not None for r in rows)
+
+
+def test_a_batch_with_nothing_to_label(predictor):
+    records = [blank_record("s3://b/x.tar", unit_id="u", record=0, end=False, error="corrupt shard"),
+               blank_record("s3://b/x.tar", unit_id="u", record=1, end=True)]
+    rows = predictor(batch(records, predictor.spec.preprocessing)).to_pylist()
+    assert [r["error"] for r in rows] == ["corrupt shard", None] and all(r["label"] is None for r in rows)
+
+
+def test_probabilities_sum_to_one(predictor):
+    pixels = np.zeros((2, 224, 224, 3), dtype=np.uint8)
+    probs = predictor.classifier.probabilities(pixels)
+    assert probs.shape == (2, 1000) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-4)
