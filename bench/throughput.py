@@ -83,11 +83,11 @@ def model_only(classifier, pixels: np.ndarray, batch: int) -> None:
         classifier.probabilities(pixels[i:i + batch])
 
 
-def _core_worker(conn, pixels: np.ndarray, batch: int, compile: bool) -> None:
+def _core_worker(conn, model: str, pixels: np.ndarray, batch: int, compile: bool) -> None:
     """One single-threaded model process: runs its share of the images on each "go"."""
     from recog.predict import Classifier
 
-    classifier = Classifier(models.resolve(), StorageOptions(), "cpu", threads=1, compile=compile)
+    classifier = Classifier(models.resolve(model), StorageOptions(), "cpu", threads=1, compile=compile)
     model_only(classifier, pixels[:batch], batch)
     conn.send("ready")
     while conn.recv() == "go":
@@ -98,7 +98,7 @@ class PerCoreModel:
     """model-only as one single-threaded process per core, each with its share of the images: on
     CPUs this can beat one process with a thread per core, so the limit is the better of the two."""
 
-    def __init__(self, pixels: np.ndarray, batch: int, compile: bool):
+    def __init__(self, model: str, pixels: np.ndarray, batch: int, compile: bool):
         import multiprocessing as mp
 
         ctx = mp.get_context("spawn")
@@ -106,7 +106,7 @@ class PerCoreModel:
         self.conns, self.procs = [], []
         for share in np.array_split(pixels, n):
             here, there = ctx.Pipe()
-            self.procs.append(ctx.Process(target=_core_worker, args=(there, share, batch, compile), daemon=True))
+            self.procs.append(ctx.Process(target=_core_worker, args=(there, model, share, batch, compile), daemon=True))
             self.procs[-1].start()
             self.conns.append(here)
         assert all(c.recv() == "ready" for c in self.conns)
@@ -172,6 +172,8 @@ def main() -> int:
     p.add_argument("--batch-size", type=int, default=None, help="model batch, all three (default: the job's)")
     p.add_argument("--scale", default="1,10,100", help="multiples of --scale-base images for the scaling figures")
     p.add_argument("--scale-base", type=int, default=96, help="images at scale 1 (default 96)")
+    p.add_argument("--model", default="efficientnet_lite0", help="the model, all three (default efficientnet_lite0: one "
+                   "head; vehicle-types adds ImageNet's, see bench/heads.py)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (model-only and recog alike)")
     p.add_argument("--video", type=Path, default=SHARED / "videos" / CLIPS[0], help="clip for the footage figures")
     p.add_argument("--no-footage", action="store_true", help="skip the footage figures")
@@ -185,7 +187,7 @@ def main() -> int:
     from recog.runtime import CPU_BATCH, GPU_BATCH, init_ray
 
     opts0 = StorageOptions()
-    spec = models.resolve(models.DEFAULT_MODEL, None, None, opts0)
+    spec = models.resolve(args.model, None, None, opts0)
     prep = spec.preprocessing
     device = "cuda" if torch.cuda.is_available() else "cpu"
     batch = args.batch_size or (GPU_BATCH if device == "cuda" else CPU_BATCH)
@@ -214,10 +216,10 @@ def main() -> int:
         opts = StorageOptions.from_env()
         upload(images, "s3://bench/base/", args.per_shard, opts)
         init_ray(None)
-        job = {"batch_size": args.batch_size, "compile": args.compile}
+        job = {"model": args.model, "batch_size": args.batch_size, "compile": args.compile}
         recog_job("s3://bench/base/", "s3://bench/warm/", **job)  # warm-up: Ray workers start, imports load
 
-        per_core = PerCoreModel(pixels, batch, args.compile) if device == "cpu" and (os.cpu_count() or 1) > 1 else None
+        per_core = PerCoreModel(args.model, pixels, batch, args.compile) if device == "cpu" and (os.cpu_count() or 1) > 1 else None
         runs: dict[str, list[float]] = {"model_only_threads": [], "model_only_per_core": [], "plain_loop": [], "recog": [],
                                         "decode_only": []}
         if not per_core:

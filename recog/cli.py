@@ -3,6 +3,7 @@
     recog demo                                        # the whole path on the embedded store, with sample data
     recog infer --input ... --output ...              # images: tar shards, loose files
     recog footage --input ... --output ... --fps 1    # sampled frames of videos
+    recog vehicles --input ... --output ... --line gate=0,0.75,1,0.75   # every vehicle: tracked, typed, counted
     recog train ... | recog eval ...                  # fine-tune a model, score it
     recog submit -- infer --input ... --output ...    # the same jobs, on a Ray cluster (RAY_ADDRESS)
     recog jobs list | status ID | logs ID | stop ID
@@ -22,7 +23,7 @@ import sys
 from dataclasses import dataclass
 from typing import Callable
 
-from recog.config import InferConfig, TrainConfig, add_arguments, from_args, positive_int
+from recog.config import InferConfig, TrainConfig, VehiclesConfig, add_arguments, from_args, positive_int
 from recog.errors import SubmitError, run_job
 
 RESULTS_HELP = "the --output of recog jobs: s3://bucket/prefix/ or a local path"
@@ -56,6 +57,16 @@ def footage(args: argparse.Namespace) -> None:
     from recog.pipeline import run_inference
 
     run_inference(from_args(InferConfig, args, media="video"))
+
+
+def vehicles_arguments(p: argparse.ArgumentParser) -> None:
+    add_arguments(p, VehiclesConfig, ("io", "vehicles", "model", "cluster"), only=("name_pattern",))
+
+
+def vehicles(args: argparse.Namespace) -> None:
+    from recog.pipeline import run_inference
+
+    run_inference(from_args(VehiclesConfig, args))
 
 
 def eval_arguments(p: argparse.ArgumentParser) -> None:
@@ -288,6 +299,13 @@ COMMANDS: dict[str, Command] = {
                        "segments decoded in parallel; rows carry the frame's time, and the wall-clock time when the "
                        "recording's start is known (a .json sidecar {\"camera\": ..., \"start\": ...} beside the video, "
                        "or --name-pattern).\n\n    recog footage --input s3://archive/cam-07/ --output s3://archive/results/ --fps 1"),
+    "vehicles": Command(vehicles_arguments, vehicles, "find, track, classify and count every vehicle in footage -> tables",
+                        "Find (motion, or a detector), track, classify and count every vehicle in the videos under --input: "
+                        "every frame is looked at. Writes two tables: vehicles (one row per tracked vehicle: when, where "
+                        "it entered and left, direction, type from its best crops) and crossings (one row per vehicle "
+                        "crossing a named --line, with its direction). Line and --roi coordinates are fractions of the "
+                        "frame's width and height.\n\n    recog vehicles --input s3://archive/cam-07/ --output "
+                        "s3://archive/traffic/ --line gate=0,0.75,1,0.75"),
     "train": Command(train_arguments, train, "fine-tune a model on labeled shards (Ray Train) -> model package",
                      "Fine-tune a registry architecture on labeled shards with Ray Train (DDP); write a model package "
                      "to --output. Labels come from each sample's .cls (or --label-field of its .json). A checkpoint "
@@ -310,7 +328,7 @@ COMMANDS: dict[str, Command] = {
     "report": Command(report_arguments, report, "an HTML report with charts and thumbnails per label",
                       "One self-contained HTML file: counts over time per label, per camera, score histograms, "
                       "errors, and a contact sheet of thumbnails per label."),
-    "submit": Command(submit_arguments, submit, "run infer/footage/train/eval as a job on a Ray cluster",
+    "submit": Command(submit_arguments, submit, "run infer/footage/vehicles/train/eval as a job on a Ray cluster",
                       "Send a recog job to a Ray cluster through its Jobs API (token auth), follow its logs and exit "
                       "with its status. Credentials are never sent: the cluster uses its own."),
     "jobs": Command(jobs_arguments, jobs, "list, follow and stop jobs on a Ray cluster"),

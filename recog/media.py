@@ -1,17 +1,22 @@
 """What an inference job reads, as one small object per kind of input: how the listing becomes
-units of work, which settings make a unit's result differ (they go into its id), and how the job
-talks about what it found. The pipeline is the same for every kind.
+units of work, which settings make a unit's result differ (they go into its id), the CPU stage
+that turns a unit into model input, how the predictor pool is sized, which tables a complete
+unit becomes, and how the job talks about what it found. The pipeline is the same for every kind.
 
-- `Images`: tar shards and loose images -> one unit per shard or group of images;
-- `Footage`: video files -> one unit per time segment, with the frames the sampling keeps.
+- `Images`: tar shards and loose images -> one unit per shard or group of images -> `results`;
+- `Footage`: video files -> one unit per time segment, the frames the sampling keeps -> `results`;
+- `Vehicles`: video files -> one unit per time segment, every frame tracked -> crops of each
+  vehicle -> `vehicles` and `crossings`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from concurrent.futures import ThreadPoolExecutor
+from fractions import Fraction
 
-from recog import sources, storage, video
+from recog import runtime, sink, sources, storage, video
 from recog.config import InferConfig
 from recog.sources import Inputs
 from recog.storage import FileEntry
@@ -19,7 +24,8 @@ from recog.storage import FileEntry
 
 class Media:
     job: str  # the job's name in its run manifest
-    noun: str  # what one row is, for progress lines
+    noun: str  # what one labeled row is, for progress lines
+    row_noun: str  # what one row of the job's (first) table is
     wanted: str  # what the job looks for, for "found nothing"
 
     def settings(self, cfg: InferConfig) -> dict:
@@ -32,9 +38,31 @@ class Media:
     def describe(self, cfg: InferConfig, found: Inputs) -> str:
         raise NotImplementedError
 
+    def read_stage(self, cfg: InferConfig, spec, pool: runtime.PredictorPool) -> dict:
+        """The map_batches arguments of the stage before the predictor: read a unit, make model input."""
+        from recog import preprocess
+
+        return {"fn": preprocess.load_units, "num_cpus": pool.decode_cpus,
+                "fn_kwargs": {"opts": cfg.storage, "prep": spec.preprocessing, "sampling": self.sampling(cfg),
+                              "defer_jpeg": cfg.decode == "predictor"}}
+
+    def sampling(self, cfg: InferConfig):
+        return None
+
+    def pool(self, cluster: dict, cfg: InferConfig, node_cpus: float) -> runtime.PredictorPool:
+        return runtime.predictor_pool(cluster, cfg, node_cpus)
+
+    def tables(self, cfg: InferConfig):
+        """What a complete unit's labeled rows become: the sink's table maker."""
+        return sink.results_table
+
+    def report(self, cfg: InferConfig, manifest: dict) -> list[str]:
+        """Lines to print at the end of a run, beyond its summary."""
+        return []
+
 
 class Images(Media):
-    job, noun = "infer", "images"
+    job, noun, row_noun = "infer", "images", "images"
     wanted = "tar shards or images (" + ", ".join(sources.IMAGE_EXTS) + ")"
 
     def find_units(self, cfg: InferConfig, files: list[FileEntry], fingerprint: str) -> Inputs:
@@ -46,11 +74,18 @@ class Images(Media):
 
 
 class Footage(Media):
-    job, noun = "footage", "frames"
+    job, noun, row_noun = "footage", "frames", "frames"
     wanted = "videos (" + ", ".join(video.VIDEO_EXTS) + ")"
+    numbered = False
 
     def settings(self, cfg: InferConfig) -> dict:
         return {"sampling": cfg.sampling.describe()}
+
+    def sampling(self, cfg: InferConfig):
+        return cfg.sampling
+
+    def segment_length(self, cfg: InferConfig) -> Fraction:
+        return cfg.sampling.segment_length(cfg.segment_seconds)
 
     def find_units(self, cfg: InferConfig, files: list[FileEntry], fingerprint: str) -> Inputs:
         """Videos cut into segments; their headers (and sidecars) are read here, a few at a time."""
@@ -63,18 +98,80 @@ class Footage(Media):
             infos = dict(zip(uris, pool.map(lambda u: video.probe(u, opts), uris)))
             metas = dict(zip(uris, pool.map(
                 lambda u: storage.read_bytes(u, opts).decode("utf-8", "replace") if u else None, sidecars)))
-        units = sources.segment_units(videos, infos, metas, fingerprint, self.segment_length(cfg), cfg.name_pattern)
+        units = sources.segment_units(videos, infos, metas, fingerprint, self.segment_length(cfg), cfg.name_pattern,
+                                      numbered=self.numbered)
         return Inputs(units=units, videos=len(videos), ignored=ignored)
-
-    def segment_length(self, cfg: InferConfig):
-        return cfg.sampling.segment_length(cfg.segment_seconds)
 
     def describe(self, cfg: InferConfig, found: Inputs) -> str:
         return (f"{found.videos} video(s) -> {len(found.units)} segment(s) of {float(self.segment_length(cfg)):g} s, "
                 f"sampling {cfg.sampling.describe()}")
 
 
-MEDIA: dict[str, Media] = {"images": Images(), "video": Footage()}
+class Vehicles(Footage):
+    """Every frame of every video: vehicles found (motion or a detector), tracked and counted on
+    CPU workers (or GPU actors, for a learned detector); their best crops to the predictor."""
+
+    job, noun, row_noun = "vehicles", "crops", "vehicles"
+    numbered = True  # a segment's number makes its tracks' ids unique within the video
+
+    def tracking(self, cfg):
+        from recog.track import TrackingSettings
+
+        return TrackingSettings(lines=tuple(cfg.line), roi=cfg.roi, detector=cfg.detector,
+                                detector_weights=cfg.detector_weights)
+
+    def detector_version(self, cfg) -> str:
+        """A hash of the tracking settings, and of the detector's weights when it has some."""
+        h = hashlib.sha256(json.dumps(self.tracking(cfg).to_dict(), sort_keys=True).encode())
+        if cfg.detector_weights:
+            from recog.models.weights import read_weights
+
+            h.update(read_weights(cfg.detector_weights, cfg.storage))
+        return h.hexdigest()[:12]
+
+    def settings(self, cfg) -> dict:
+        return {"tracking": self.tracking(cfg).to_dict(), "detector_version": self.detector_version(cfg)}
+
+    def segment_length(self, cfg) -> Fraction:
+        return Fraction(cfg.segment_seconds).limit_denominator(1000)
+
+    def describe(self, cfg, found: Inputs) -> str:
+        lines = ", ".join(cfg.line) if cfg.line else "no counting lines"
+        return (f"{found.videos} video(s) -> {len(found.units)} segment(s) of {float(self.segment_length(cfg)):g} s "
+                f"(+{self.tracking(cfg).warmup_s():g} s warm-up each), every frame, detector {cfg.detector}; {lines}")
+
+    def read_stage(self, cfg, spec, pool: runtime.PredictorPool) -> dict:
+        from recog import track
+
+        kwargs = {"opts": cfg.storage, "prep": spec.preprocessing, "settings": self.tracking(cfg).to_dict()}
+        if cfg.detector == "motion":
+            return {"fn": track.track_units, "num_cpus": 1, "fn_kwargs": kwargs}
+        import ray.data
+
+        return {"fn": track.DetectingTracker, "fn_constructor_kwargs": kwargs, "num_gpus": pool.gpus_per_actor,
+                "num_cpus": 1, "compute": ray.data.ActorPoolStrategy(size=pool.actors)}
+
+    def pool(self, cluster: dict, cfg, node_cpus: float) -> runtime.PredictorPool:
+        return runtime.crop_classifier_pool(cluster, cfg)
+
+    def tables(self, cfg):
+        from recog.vehicles import VehicleTables
+
+        return VehicleTables(cfg.detector, self.detector_version(cfg))
+
+    def report(self, cfg, manifest: dict) -> list[str]:
+        """Crossings per line, direction and type, from the files the run committed."""
+        crossings = sink.read_run(cfg.output, manifest, cfg.storage, "crossings")
+        tables = manifest["summary"].get("tables", {})
+        lines = [f"{tables.get('vehicles', 0)} vehicle(s), {tables.get('crossings', 0)} crossing(s)"]
+        if crossings.num_rows:
+            counts = crossings.group_by(["line", "direction", "label"]).aggregate([("track_id", "count")])
+            for r in sorted(counts.to_pylist(), key=lambda r: (r["line"], r["direction"], -r["track_id_count"])):
+                lines.append(f"  {r['line']} {r['direction']}: {r['track_id_count']} {r['label'] or '(no label)'}")
+        return lines
+
+
+MEDIA: dict[str, Media] = {"images": Images(), "video": Footage(), "vehicles": Vehicles()}
 
 
 def fingerprint(cfg: InferConfig, model: dict) -> str:

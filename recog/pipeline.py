@@ -16,22 +16,14 @@ from dataclasses import dataclass
 
 import pyarrow.compute as pc
 
-from recog import models, preprocess, sink, storage
+from recog import models, sink, storage
 from recog.config import InferConfig
 from recog.errors import JobFailed, StorageError
 from recog.media import MEDIA, fingerprint
 from recog.models import ModelSpec
 from recog.predict import Predictor
 from recog.progress import Progress
-from recog.runtime import (
-    PredictorPool,
-    describe_cluster,
-    init_ray,
-    largest_node_cpus,
-    predictor_pool,
-    ray_messages,
-    units_dataset,
-)
+from recog.runtime import PredictorPool, describe_cluster, init_ray, largest_node_cpus, ray_messages, units_dataset
 from recog.sources import Inputs, Unit
 
 
@@ -39,13 +31,12 @@ def build_pipeline(units: list[Unit], spec: ModelSpec, pool: PredictorPool, cfg:
     """The Ray Data chain, every stage with its resources in one place."""
     import ray.data
 
+    read = MEDIA[cfg.media].read_stage(cfg, spec, pool)
     return (
         units_dataset(units)
-        # read + decode + resize: CPU tasks, one unit (shard, image group, video segment) each
-        .map_batches(preprocess.load_units, batch_size=1, batch_format="pyarrow", num_cpus=pool.decode_cpus,
-                     fn_kwargs={"opts": cfg.storage, "prep": spec.preprocessing,
-                                "sampling": cfg.sampling if cfg.media == "video" else None,
-                                "defer_jpeg": cfg.decode == "predictor"})
+        # read + decode + resize (or, for vehicles, track): CPU tasks, one unit (shard, image group,
+        # video segment) each; for a learned detector, actors on the GPUs
+        .map_batches(read.pop("fn"), batch_size=1, batch_format="pyarrow", **read)
         # the model: a pool of actors, each with its own GPU (or CPUs)
         .map_batches(
             Predictor,
@@ -99,7 +90,7 @@ def label_units(work: Work, cfg: InferConfig, writer: sink.UnitWriter, progress:
     import ray
 
     init_ray(cfg.ray_address)
-    pool = predictor_pool(ray.cluster_resources(), cfg, largest_node_cpus())
+    pool = MEDIA[cfg.media].pool(ray.cluster_resources(), cfg, largest_node_cpus())
     print(f"[recog] cluster {describe_cluster(ray.cluster_resources())}: {pool.describe()}", file=out, flush=True)
     try:
         for batch in build_pipeline(work.todo, work.spec, pool, cfg).iter_batches(batch_format="pyarrow", batch_size=None):
@@ -124,7 +115,7 @@ def run_inference(cfg: InferConfig, out=sys.stdout) -> dict:
               f"({finished['summary']['rows']} rows); nothing written. --force reprocesses.", file=out, flush=True)
         return finished
 
-    writer = sink.UnitWriter(cfg.output, sink.new_run_id(), cfg.storage)
+    writer = sink.UnitWriter(cfg.output, sink.new_run_id(), cfg.storage, media.tables(cfg))
     writer.adopt(list(work.earlier.values()))
     progress = Progress(len(work.todo), label=media.noun, stream=out)
     pool = None
@@ -145,16 +136,21 @@ def commit_run(cfg: InferConfig, work: Work, writer: sink.UnitWriter, pool: Pred
         "job": media.job, "status": "committed",
         "started_at": started.isoformat(), "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(),
         "elapsed_s": round(elapsed, 3), "rows_per_s": round(rate, 2) if rate is not None else None,
-        "config": cfg.to_dict(), "model": work.spec.to_dict() | {"classes": len(work.spec.classes)},
+        "config": cfg.to_dict(), "model": work.spec.to_dict() | {"classes": len(work.spec.classes),
+                                                                  "class_names": None if work.spec.taxonomy == "imagenet"
+                                                                  else list(work.spec.classes)},
         "resources": pool.__dict__ if pool else None, "inputs": work.found.counts(),
     })
     labels = ", ".join(f"{k} {v}" for k, v in summary.labels.most_common())
     print(f"[recog] run {writer.run_id}: {summary.rows} rows in {len(writer.committed)} file(s), {summary.errors} error(s), "
-          f"{rate or 0:.1f} {media.noun}/s"
+          f"{rate or 0:.1f} {media.row_noun}/s"
           + (f" ({summary.resumed_units} unit(s) from an earlier run)" if summary.resumed_units else "")
           + f" | {labels}", file=out, flush=True)
     print(f"[recog] results: {cfg.output}  manifest: {manifest_uri}", file=out, flush=True)
-    return json.loads(storage.read_bytes(manifest_uri, cfg.storage))
+    manifest = json.loads(storage.read_bytes(manifest_uri, cfg.storage))
+    for line in media.report(cfg, manifest):
+        print(f"[recog] {line}", file=out, flush=True)
+    return manifest
 
 
 def _cause(e: BaseException) -> str:

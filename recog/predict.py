@@ -8,12 +8,14 @@ score and raw top-k classes. Normalisation happens on the device, after the uint
 from __future__ import annotations
 
 import datetime as dt
+import time
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import torch
 
-from recog import models, preprocess, taxonomy
+from recog import models, preprocess
 from recog.models import ModelSpec
 from recog.storage import StorageOptions
 
@@ -41,11 +43,13 @@ class Classifier:
     """A model on a device that turns uint8 NHWC pixels into class probabilities."""
 
     def __init__(self, spec: ModelSpec, opts: StorageOptions, device: str = "auto", threads: int | None = None,
-                 compile: bool = False):
+                 compile: bool = False, net: torch.nn.Module | None = None):
+        """`net`, if given, is used instead of building `spec`'s network (benchmarks: random weights)."""
         if threads:
             torch.set_num_threads(threads)
         self.device = pick_device(device)
-        self.model = models.build(spec, opts).to(self.device, memory_format=torch.channels_last)
+        net = models.build(spec, opts) if net is None else net.eval()
+        self.model = net.to(self.device, memory_format=torch.channels_last)
         if compile:
             self.model = torch.compile(self.model)
         self.mean, self.std = normalizer(spec.preprocessing, self.device)
@@ -60,23 +64,78 @@ class Classifier:
 
     @torch.inference_mode()
     def probabilities(self, pixels: np.ndarray | torch.Tensor) -> np.ndarray:
-        """(N, H, W, 3) uint8, in memory or on the device -> (N, classes) float32 probabilities."""
+        """(N, H, W, 3) uint8, in memory or on the device -> (N, classes) float32 probabilities; a
+        network with two heads gives each head's, side by side."""
         x = self.upload(pixels) if isinstance(pixels, np.ndarray) else pixels
         x = to_model_input(x, self.mean, self.std)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             logits = self.model(x)
-        return torch.softmax(logits.float(), dim=1).cpu().numpy()
+        heads = logits if isinstance(logits, tuple) else (logits,)
+        return torch.cat([torch.softmax(h.float(), dim=1) for h in heads], dim=1).cpu().numpy()
+
+
+@dataclass
+class BatchProbe:
+    """What `probe_batch_size` chose, and what it saw: (batch, images/s, peak memory fraction) tried."""
+
+    batch: int
+    tried: list[tuple[int, float, float | None]]
+    reason: str
+
+    def to_dict(self) -> dict:
+        return {"batch": self.batch, "tried": [list(t) for t in self.tried], "reason": self.reason}
+
+
+def probe_batch_size(classifier: Classifier, size: int, start: int, limit: int, gain: float = 1.05,
+                     headroom: float = 0.8, min_s: float = 0.3) -> BatchProbe:
+    """The batch this classifier should run at on its device: from `start`, double while doubling
+    raises images/s by at least `gain` and the peak memory stays within `headroom` of the device's
+    (a GPU), up to `limit`. Random pixels; about `min_s` per size tried."""
+    cuda = classifier.device.type == "cuda"
+    total = torch.cuda.get_device_properties(classifier.device).total_memory if cuda else None
+    tried: list[tuple[int, float, float | None]] = []
+
+    def measure(batch: int) -> tuple[float, float | None]:
+        pixels = torch.randint(0, 256, (batch, size, size, 3), dtype=torch.uint8, device=classifier.device)
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(classifier.device)
+        classifier.probabilities(pixels)  # warm-up (and cuDNN's choice of kernels for this shape)
+        calls, t0 = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - t0) < min_s or calls < 2:
+            classifier.probabilities(pixels)
+            calls += 1
+        peak = torch.cuda.max_memory_allocated(classifier.device) / total if cuda else None
+        return calls * batch / elapsed, peak
+
+    batch, reason = start, f"the largest tried ({limit})"
+    rate, peak = measure(batch)
+    tried.append((batch, round(rate, 1), peak and round(peak, 3)))
+    while batch * 2 <= limit:
+        try:
+            bigger, bigger_peak = measure(batch * 2)
+        except torch.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            reason = f"batch {batch * 2} ran out of device memory"
+            break
+        tried.append((batch * 2, round(bigger, 1), bigger_peak and round(bigger_peak, 3)))
+        if bigger_peak is not None and bigger_peak > headroom:
+            reason = f"batch {batch * 2} used {bigger_peak:.0%} of device memory (more than {headroom:.0%})"
+            break
+        if bigger < gain * rate:
+            reason = f"batch {batch * 2} was not {gain - 1:.0%} faster ({bigger:,.0f} against {rate:,.0f} images/s)"
+            break
+        batch, rate = batch * 2, bigger
+    return BatchProbe(batch, tried, reason)
 
 
 class Predictor:
     """Ray Data map_batches class: preprocessed rows in, labeled rows out (pixels dropped)."""
 
     def __init__(self, spec: ModelSpec, opts: StorageOptions, device: str = "auto", topk: int = 5,
-                 min_vehicle_score: float = 0.1, threads: int | None = None, compile: bool = False):
+                 min_vehicle_score: float | None = 0.1, threads: int | None = None, compile: bool = False):
         self.spec = spec
-        self.min_vehicle_score = min_vehicle_score
         self.classifier = Classifier(spec, opts, device, threads, compile)
-        self.matrix, self.labels = spec.label_matrix()
+        self.label = spec.labeler(min_vehicle_score)
         self.classes = np.asarray(spec.classes, dtype=object)
         self.topk = min(topk, len(spec.classes))
 
@@ -94,8 +153,8 @@ class Predictor:
             if deferred:
                 x[(np.cumsum(ok) - 1)[deferred]] = decoded  # their places among the rows that go in
             probs = self.classifier.probabilities(x)
-            names, best = taxonomy.labels_from_probs(probs, self.matrix, self.labels, self.min_vehicle_score)
-            top = np.argsort(-probs, axis=1)[:, : self.topk]
+            names, best = self.label(probs)
+            top = np.argsort(-probs[:, :len(self.classes)], axis=1)[:, : self.topk]  # the model's own classes
             rows = np.flatnonzero(ok)
             label[rows] = names
             score[rows] = best

@@ -6,7 +6,8 @@ dataset scan, and every file carries its partition (camera, date) from the run m
 filtered on camera or date opens only the files of those partitions. Files of runs that did not
 commit are not listed in any manifest and so are never seen.
 
-Views: `results` (one row per image or frame, the output schema) and `runs` (one row per
+Views: `results` (one row per image or frame, the output schema), `vehicles` and `crossings`
+(the vehicles job's tables), those of them the committed runs wrote; and `runs` (one row per
 committed run).
 """
 
@@ -49,20 +50,27 @@ def partition_expression(entry: dict) -> ds.Expression:
     return expr
 
 
-def results_dataset(output: str, opts: StorageOptions, runs: list[dict] | None = None,
-                    filesystem=None) -> ds.Dataset:
-    """The committed files under `output` as one dataset. `filesystem` replaces the one the URI
-    implies (the tests count file opens through it)."""
+def table_datasets(output: str, opts: StorageOptions, runs: list[dict] | None = None,
+                   filesystem=None) -> dict[str, ds.Dataset]:
+    """The committed files under `output`, one dataset per table. `filesystem` replaces the one the
+    URI implies (the tests count file opens through it)."""
+    from recog.vehicles import CROSSINGS_SCHEMA, VEHICLES_SCHEMA
+
     runs = sink.committed_runs(output, opts) if runs is None else runs
     if not runs:
         raise StorageError(f"{output}: no committed runs here (a run commits by writing _runs/<run_id>.json "
                            f"when it finishes; is this the --output of a recog job?)")
     entries = {f["file"]: f for run in runs for f in run["files"]}  # a re-run rewrites the same files
     fs, base = storage.filesystem(output, opts)
-    paths = [f"{base.rstrip('/')}/{name}" for name in entries]
-    return ds.FileSystemDataset.from_paths(
-        paths, schema=sink.OUTPUT_SCHEMA, format=ds.ParquetFileFormat(), filesystem=filesystem or fs,
-        partitions=[partition_expression(e) for e in entries.values()])
+    schemas = {"results": sink.OUTPUT_SCHEMA, "vehicles": VEHICLES_SCHEMA, "crossings": CROSSINGS_SCHEMA}
+    datasets = {}
+    for table, schema in schemas.items():
+        files = [e for e in entries.values() if e.get("table", "results") == table]
+        if files:
+            datasets[table] = ds.FileSystemDataset.from_paths(
+                [f"{base.rstrip('/')}/{e['file']}" for e in files], schema=schema, format=ds.ParquetFileFormat(),
+                filesystem=filesystem or fs, partitions=[partition_expression(e) for e in files])
+    return datasets
 
 
 def runs_table(runs: list[dict]) -> pa.Table:
@@ -74,16 +82,26 @@ def runs_table(runs: list[dict]) -> pa.Table:
 
 
 class Results:
-    """A DuckDB connection with the `results` and `runs` views of one output prefix."""
+    """A DuckDB connection with a view per table of one output prefix (`results`, `vehicles`,
+    `crossings`: those its runs wrote) and `runs`."""
 
     def __init__(self, output: str, opts: StorageOptions, filesystem=None):
         import duckdb
 
         self.runs = sink.committed_runs(output, opts)
-        self.dataset = results_dataset(output, opts, self.runs, filesystem)
+        self.datasets = table_datasets(output, opts, self.runs, filesystem)
         self.con = duckdb.connect()
-        self.con.register("results", self.dataset)
+        for name, dataset in self.datasets.items():
+            self.con.register(name, dataset)
         self.con.register("runs", runs_table(self.runs))
+
+    @property
+    def dataset(self) -> ds.Dataset:
+        """The `results` table (the image and footage jobs')."""
+        return self.datasets["results"]
+
+    def has(self, table: str) -> bool:
+        return table in self.datasets
 
     def sql(self, query: str) -> pa.Table:
         import duckdb
@@ -168,11 +186,19 @@ def describe_runs(runs: list[dict]) -> str:
 
 
 def summarize(results: Results, by: list[str], out: TextIO | None = None) -> None:
-    """`recog summary`: runs and models, then counts per the chosen dimensions."""
+    """`recog summary`: runs and models, then counts per the chosen dimensions (and, for the
+    vehicles job's tables, vehicles per type and crossings per line, direction and type)."""
     out = out or sys.stdout
     out.write(describe_runs(results.runs) + "\n")
     write(results.sql("SELECT run_id, job, model, model_version, finished_at, rows, errors, input FROM runs "
                       "ORDER BY run_id"), "table", out)
+    if results.has("results"):
+        summarize_results(results, by, out)
+    if results.has("vehicles"):
+        summarize_vehicles(results, out)
+
+
+def summarize_results(results: Results, by: list[str], out: TextIO) -> None:
     totals = results.sql("SELECT count(*) AS rows, count(*) FILTER (WHERE error IS NOT NULL) AS errors, "
                          "count(DISTINCT camera) AS cameras, min(wall_time) AS first_seen, max(wall_time) AS last_seen "
                          "FROM results").to_pylist()[0]
@@ -183,4 +209,26 @@ def summarize(results: Results, by: list[str], out: TextIO | None = None) -> Non
                          "WHERE error IS NOT NULL GROUP BY ALL ORDER BY rows DESC LIMIT 10")
     if errors.num_rows:
         out.write("\nerrors by kind:\n")
+        write(errors, "table", out)
+
+
+def summarize_vehicles(results: Results, out: TextIO) -> None:
+    totals = results.sql("SELECT count(track_id) AS vehicles, count(error) AS errors, count(warning) AS flagged, "
+                         "count(DISTINCT camera) AS cameras FROM vehicles").to_pylist()[0]
+    out.write(f"\n{totals['vehicles']} vehicles tracked, {totals['errors']} without a label, {totals['flagged']} flagged, "
+              f"{totals['cameras']} camera(s)\n\n")
+    write(results.sql("SELECT label, count(*) AS vehicles, round(avg(score), 3) AS mean_score FROM vehicles "
+                      "WHERE track_id IS NOT NULL GROUP BY ALL ORDER BY vehicles DESC"), "table", out)
+    if results.has("crossings"):
+        out.write("\ncrossings per line, direction and type:\n")
+        write(results.sql("SELECT line, direction, label, count(*) AS crossings FROM crossings "
+                          "GROUP BY ALL ORDER BY line, direction, crossings DESC"), "table", out, max_rows=200)
+        out.write("\ncrossings per hour and line:\n")
+        write(results.sql("SELECT coalesce(strftime(wall_time, '%Y-%m-%d %H:00'), 'video hour ' || floor(pts_s / 3600)::INT) "
+                          "AS hour, line, count(*) AS crossings FROM crossings GROUP BY ALL ORDER BY hour, line"),
+              "table", out, max_rows=200)
+    errors = results.sql("SELECT split_part(coalesce(error, warning), ':', 1) AS problem, count(*) AS vehicles FROM vehicles "
+                         "WHERE error IS NOT NULL OR warning IS NOT NULL GROUP BY ALL ORDER BY vehicles DESC LIMIT 10")
+    if errors.num_rows:
+        out.write("\nproblems by kind:\n")
         write(errors, "table", out)

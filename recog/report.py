@@ -175,13 +175,17 @@ figcaption{overflow-wrap:anywhere} .muted{color:#777}
 BUCKETS_S = (1, 10, 60, 600, 3600, 6 * 3600, 86400, 7 * 86400, 30 * 86400)
 
 
-def time_buckets(results: Results) -> tuple[str, int, str, list[dt.datetime]]:
-    """Which time column to chart (recording time if any row has one), a bucket size that gives
-    at most 60 bars, and every bucket from the first to the last (gaps show as gaps)."""
-    span = results.sql("SELECT count(wall_time) AS n, min(wall_time) AS lo, max(wall_time) AS hi FROM results").to_pylist()[0]
-    column, what = ("wall_time", "recording time") if span["n"] else ("processed_at", "processing time (no recording times known)")
+def time_buckets(results: Results, table: str = "results", fallback: str = "processed_at",
+                 fallback_what: str = "processing time") -> tuple[str, int, str, list[dt.datetime]]:
+    """Which time column of `table` to chart (recording time if any row has one, else `fallback`),
+    a bucket size that gives at most 60 bars, and every bucket from the first to the last (gaps
+    show as gaps)."""
+    def span_of(column: str) -> dict:
+        return results.sql(f"SELECT count({column}) AS n, min({column}) AS lo, max({column}) AS hi FROM {table}").to_pylist()[0]
+
+    span, column, what = span_of("wall_time"), "wall_time", "recording time"
     if not span["n"]:
-        span = results.sql("SELECT min(processed_at) AS lo, max(processed_at) AS hi FROM results").to_pylist()[0]
+        span, column, what = span_of(fallback), fallback, f"{fallback_what} (no recording times known)"
     if span["lo"] is None:
         return column, 3600, what, []
     seconds = (span["hi"] - span["lo"]).total_seconds()
@@ -195,36 +199,43 @@ def bucket_name(t: dt.datetime, size: int) -> str:
     return t.strftime("%H:%M:%S" if size < 60 else "%m-%d %H:%M" if size < 86400 else "%Y-%m-%d")
 
 
-def build_report(results: Results, title: str, opts: StorageOptions, thumbs_per_label: int = 12) -> str:
-    """The report as one HTML string."""
+def over_time(results: Results, table: str, where: str, labels: list[str], fallback: str, fallback_what: str) -> str:
+    """A stacked bar chart of `table`'s rows (matching `where`) per time bucket and label."""
+    column, size, what, buckets = time_buckets(results, table, fallback, fallback_what)
+    if not buckets:
+        return "<p class='muted'>no times</p>"
+    first = int(buckets[0].timestamp()) // size
+    series = {lab: [0] * len(buckets) for lab in labels}
+    for r in results.sql(f"SELECT floor(epoch({column}) / {size})::BIGINT AS b, label, count(*) AS n FROM {table} "
+                         f"WHERE label IS NOT NULL AND {column} IS NOT NULL AND {where} GROUP BY ALL").to_pylist():
+        series[r["label"]][r["b"] - first] += r["n"]
+    return (f"<p class='muted'>by {what}, {size:,} s per bar (UTC)</p>"
+            + stacked_bars_svg([bucket_name(b, size) for b in buckets], series, labels))
+
+
+def figure(thumb: str | None, label: str, labels: list[str], caption: str, where: str) -> str:
+    img = (f"<img src='{thumb}' alt='{html.escape(label)}' style='border-color:{color(label, labels)}'>"
+           if thumb else "<div class='muted'>(source not readable)</div>")
+    return f"<figure>{img}<figcaption>{caption}<br><span class='muted'>{html.escape(where)}</span></figcaption></figure>"
+
+
+def results_section(results: Results, opts: StorageOptions, thumbs_per_label: int) -> list[str]:
+    """The image and footage jobs' rows: over time, per camera, scores, errors, a contact sheet."""
     q = results.sql
     labels = [r["label"] for r in q("SELECT label, count(*) AS n FROM results WHERE label IS NOT NULL "
                                      "GROUP BY ALL ORDER BY n DESC").to_pylist()]
     totals = q("SELECT count(*) AS n, count(error) AS errors, count(DISTINCT camera) AS cameras FROM results").to_pylist()[0]
-
-    column, size, what, buckets = time_buckets(results)
-    over_time = q(f"SELECT floor(epoch({column}) / {size})::BIGINT AS b, label, count(*) AS n FROM results "
-                  f"WHERE label IS NOT NULL AND {column} IS NOT NULL GROUP BY ALL").to_pylist()
-    first = int(buckets[0].timestamp()) // size if buckets else 0
-    series = {lab: [0] * len(buckets) for lab in labels}
-    for r in over_time:
-        series[r["label"]][r["b"] - first] += r["n"]
-    names = [bucket_name(b, size) for b in buckets]
-
     per_camera: dict[str, dict[str, int]] = defaultdict(dict)
     for r in q("SELECT coalesce(camera, '(no camera)') AS camera, label, count(*) AS n FROM results "
                "WHERE label IS NOT NULL GROUP BY ALL").to_pylist():
         per_camera[r["camera"]][r["label"]] = r["n"]
     cameras = sorted(per_camera.items(), key=lambda kv: -sum(kv[1].values()))[:40]
-
     hist: dict[str, list[int]] = {lab: [0] * 10 for lab in labels}
     for r in q("SELECT label, least(floor(score * 10), 9)::INT AS bin, count(*) AS n FROM results "
                "WHERE label IS NOT NULL GROUP BY ALL").to_pylist():
         hist[r["label"]][r["bin"]] = r["n"]
-
     errors = q("SELECT split_part(error, ':', 1) AS kind, count(*) AS n, any_value(source_uri) AS example "
                "FROM results WHERE error IS NOT NULL GROUP BY ALL ORDER BY n DESC LIMIT 20").to_pylist()
-
     # A fixed pseudo-random sample per label (same report for the same results), least sure first.
     sample = q(f"""SELECT * FROM (
             SELECT source_uri, shard, member, key, pts_s, camera, wall_time, label, score, topk_labels[1] AS top,
@@ -233,14 +244,9 @@ def build_report(results: Results, title: str, opts: StorageOptions, thumbs_per_
         ORDER BY label, score""").to_pylist()
     thumbs = fetch_thumbnails(sample, opts)
 
-    out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-           f"<style>{CSS}</style></head><body>",
-           f"<h1>{html.escape(title)}</h1>",
-           f"<p>{totals['n']} rows ({totals['errors']} errors) from {html.escape(describe_runs(results.runs))}; "
-           f"{totals['cameras']} camera(s). Made {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC.</p>",
+    out = [f"<p>{totals['n']} rows ({totals['errors']} errors); {totals['cameras']} camera(s).</p>",
            f"<p>{legend(labels)}</p>",
-           f"<h2>Over time</h2><p class='muted'>by {what}, {size:,} s per bar (UTC)</p>",
-           stacked_bars_svg(names, series, labels) if buckets else "<p class='muted'>no times</p>",
+           "<h2>Over time</h2>", over_time(results, "results", "true", labels, "processed_at", "processing time"),
            "<h2>Per camera</h2>", horizontal_bars_svg(cameras, labels),
            "<h2>Scores</h2><div class='hists'>"]
     out += [f"<div>{html.escape(lab)}<br>{histogram_svg(hist[lab], color(lab, labels))}</div>" for lab in labels]
@@ -253,17 +259,73 @@ def build_report(results: Results, title: str, opts: StorageOptions, thumbs_per_
         out.append("<p>none</p>")
     out.append(f"<h2>Contact sheet</h2><p class='muted'>up to {thumbs_per_label} per label, least sure first</p>")
     for lab in labels:
-        figures = []
-        for i, r in enumerate(sample):
-            if r["label"] != lab:
-                continue
-            where = r["member"] or r["key"] or r["source_uri"].rsplit("/", 1)[-1]
-            when = f" t={r['pts_s']:.1f}s" if r["pts_s"] is not None else ""
-            img = (f"<img src='{thumbs[i]}' alt='{html.escape(lab)}' style='border-color:{color(lab, labels)}'>"
-                   if i in thumbs else "<div class='muted'>(source not readable)</div>")
-            figures.append(f"<figure>{img}<figcaption>{r['score']:.2f} ({html.escape(r['top'] or '')})<br>"
-                           f"<span class='muted'>{html.escape(r['camera'] or '')} {html.escape(where)}{when}"
-                           f"</span></figcaption></figure>")
+        figures = [figure(thumbs.get(i), lab, labels, f"{r['score']:.2f} ({html.escape(r['top'] or '')})",
+                          f"{r['camera'] or ''} {r['member'] or r['key'] or r['source_uri'].rsplit('/', 1)[-1]}"
+                          + (f" t={r['pts_s']:.1f}s" if r["pts_s"] is not None else ""))
+                   for i, r in enumerate(sample) if r["label"] == lab]
         out.append(f"<h3>{html.escape(lab)}</h3><div class='sheet'>{''.join(figures)}</div>")
+    return out
+
+
+def vehicles_section(results: Results, opts: StorageOptions, thumbs_per_label: int) -> list[str]:
+    """The vehicles job's tables: crossings per line over time by type, counts, and a contact sheet
+    of each type's vehicles (their best crop, cut from the video)."""
+    q = results.sql
+    labels = [r["label"] for r in q("SELECT label, count(*) AS n FROM vehicles WHERE label IS NOT NULL "
+                                     "GROUP BY ALL ORDER BY n DESC").to_pylist()]
+    totals = q("SELECT count(track_id) AS n, count(error) AS errors, count(warning) AS warnings, "
+               "count(DISTINCT camera) AS cameras FROM vehicles").to_pylist()[0]
+    out = [f"<h2>Vehicles</h2><p>{totals['n']} vehicles tracked ({totals['errors']} without a label, "
+           f"{totals['warnings']} flagged); {totals['cameras']} camera(s). {legend(labels)}</p>"]
+    if results.has("crossings"):
+        counts = q("SELECT line, direction, label, count(*) AS n FROM crossings GROUP BY ALL ORDER BY line, direction, n DESC")
+        out.append("<h2>Crossings</h2><table><tr><th>line</th><th>direction</th><th>type</th><th>vehicles</th></tr>" + "".join(
+            f"<tr><td>{html.escape(r['line'])}</td><td>{r['direction']}</td><td>{html.escape(r['label'] or '(no label)')}</td>"
+            f"<td class='n'>{r['n']}</td></tr>" for r in counts.to_pylist()) + "</table>")
+        for line in [r["line"] for r in q("SELECT DISTINCT line FROM crossings ORDER BY line").to_pylist()]:
+            quoted = line.replace("'", "''")
+            out += [f"<h3>{html.escape(line)} over time</h3>",
+                    over_time(results, "crossings", f"line = '{quoted}'", labels, "to_timestamp(pts_s)", "seconds into the video")]
+    sample = q(f"""SELECT * FROM (
+            SELECT source_uri, camera, track_id, label, fine_label, score, first_pts_s, best_pts_s, best_box, lines,
+                   row_number() OVER (PARTITION BY label ORDER BY hash(source_uri, track_id)) AS k
+            FROM vehicles WHERE label IS NOT NULL AND best_box IS NOT NULL) WHERE k <= {int(thumbs_per_label)}
+        ORDER BY label, score""").to_pylist()
+    thumbs = fetch_crops(sample, opts)
+    out.append(f"<h2>Vehicles by type</h2><p class='muted'>up to {thumbs_per_label} per type, their best crop, least sure first</p>")
+    for lab in labels:
+        figures = [figure(thumbs.get(i), lab, labels, f"{r['score']:.2f} ({html.escape(r['fine_label'] or '')})",
+                          f"{r['camera'] or ''} {r['source_uri'].rsplit('/', 1)[-1]} t={r['best_pts_s']:.1f}s "
+                          + " ".join(r["lines"] or []))
+                   for i, r in enumerate(sample) if r["label"] == lab]
+        out.append(f"<h3>{html.escape(lab)}</h3><div class='sheet'>{''.join(figures)}</div>")
+    return out
+
+
+def fetch_crops(rows: list[dict], opts: StorageOptions) -> dict[int, str]:
+    """Thumbnails of vehicles: the frame of each one's best crop, cut to its box (with a margin)."""
+    def one(item: tuple[int, dict]) -> tuple[int, str | None]:
+        i, r = item
+        try:
+            frame = video.frame_at(r["source_uri"], r["best_pts_s"], opts)
+            x0, y0, x1, y1 = r["best_box"]
+            m = max(x1 - x0, y1 - y0) // 8
+            return i, thumbnail(frame.crop((max(0, x0 - m), max(0, y0 - m), x1 + m, y1 + m))) if frame else None
+        except Exception:  # noqa: BLE001 - a report is still worth having without this picture
+            return i, None
+
+    with ThreadPoolExecutor(8) as pool:
+        return {i: t for i, t in pool.map(one, enumerate(rows)) if t}
+
+
+def build_report(results: Results, title: str, opts: StorageOptions, thumbs_per_label: int = 12) -> str:
+    """The report as one HTML string: a section per kind of table the results hold."""
+    out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+           f"<style>{CSS}</style></head><body>", f"<h1>{html.escape(title)}</h1>",
+           f"<p>From {html.escape(describe_runs(results.runs))}. Made {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC.</p>"]
+    if results.has("results"):
+        out += results_section(results, opts, thumbs_per_label)
+    if results.has("vehicles"):
+        out += vehicles_section(results, opts, thumbs_per_label)
     out.append("</body></html>")
     return "\n".join(out)

@@ -31,18 +31,25 @@ LOG_DIR = Path(os.environ.get("RECOG_LOG_DIR", "recog-data/logs"))
 
 # ---- Ray, started quietly -------------------------------------------------------------------------
 
+OWN_LINES = ("[recog]", "[train]")  # what recog's workers print for the user
+_worker_log: Path | None = None  # where the current (or last) job sends its workers' other lines
+
+
 @contextlib.contextmanager
 def ray_messages(job: str, verbose: bool = False, out=sys.stdout) -> Iterator[Path | None]:
-    """Send what Ray prints on this process's stderr (its warnings, C++ core-worker lines, the log
-    lines of tasks and actors) to a log file for the duration of the block, and say where; with
-    `verbose` leave them on the terminal. recog's own lines go to stdout, errors are printed after
-    the block, so neither is hidden."""
+    """Send what Ray prints (its warnings and C++ core-worker lines on this process's stderr, and
+    the output of tasks and actors but for recog's own lines) to a log file for the duration of
+    the block, and say where; with `verbose` leave everything on the terminal. recog's own lines go
+    to stdout, errors are printed after the block, so neither is hidden."""
+    global _worker_log
     if verbose:
+        _worker_log = None
         yield None
         return
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     path = LOG_DIR / f"{job}-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}-{os.getpid()}.log"
     print(f"[recog] Ray's own messages go to {path} (--verbose shows them here)", file=out, flush=True)
+    _worker_log = path
     sys.stderr.flush()
     saved = os.dup(2)
     try:
@@ -71,6 +78,36 @@ def init_ray(address: str | None, dashboard: bool = False) -> None:
     else:
         ray.init(address="local", include_dashboard=dashboard, logging_level=logging.WARNING)
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # recog prints its own progress
+    _sort_worker_output()
+
+
+def _sort_worker_output() -> None:
+    """Ray prints every line its tasks and actors write, prefixed with their pid; recog's own lines
+    (OWN_LINES) are for the user, the rest is Ray's chatter (Ray Data's logs, library warnings):
+    to the job's log file, unless --verbose. Uses Ray's stdout dispatcher, a private interface: if
+    it changes, Ray's own printing stays as it is."""
+    try:
+        from ray._private import worker as ray_worker
+
+        dispatcher = ray_worker.global_worker_stdstream_dispatcher
+        if not any(name == "ray_print_logs" for name, _ in dispatcher.handlers):
+            return
+        dispatcher.remove_handler("ray_print_logs")
+        dispatcher.add_handler("recog_print_logs", _print_worker_lines)
+    except (ImportError, AttributeError):
+        return
+
+
+def _print_worker_lines(batch: dict) -> None:
+    lines = batch.get("lines", [])
+    for line in lines:
+        if line.startswith(OWN_LINES) or _worker_log is None:
+            print(line, file=sys.stderr if batch.get("is_err") and _worker_log is None else sys.stdout, flush=True)
+    chatter = [line for line in lines if not line.startswith(OWN_LINES)]
+    if chatter and _worker_log is not None:
+        with open(_worker_log, "a") as log:
+            log.writelines(f"({batch.get('actor_name') or batch.get('task_name') or ''} pid={batch.get('pid')}) {line}\n"
+                           for line in chatter)
 
 
 def units_dataset(units: list):
@@ -172,3 +209,16 @@ def training_workers(cluster: dict, cfg, node_cpus: float | None = None) -> Trai
         return TrainingWorkers(True, {"CPU": per, "GPU": cfg.gpus_per_worker}, max(1, int(per)))
     per = cfg.cpus_per_worker or max(0.25, min(4.0, float(node_cpus or cpus), (cpus - 1) / cfg.workers))
     return TrainingWorkers(False, {"CPU": per}, max(1, int(per)))
+
+
+def crop_classifier_pool(cluster: dict, cfg) -> PredictorPool:
+    """The vehicles job's classifier: a handful of crops per vehicle is little work beside decoding and
+    tracking every frame, so one actor (per GPU, sharing it with a learned detector) with half a
+    CPU ticket; the tracking tasks hold a CPU each."""
+    gpus = int(cluster.get("GPU", 0))
+    if gpus and cfg.device != "cpu":
+        return PredictorPool(cfg.actors or gpus, cfg.cpus_per_actor or 0.5, 0.5, cfg.batch_size or GPU_BATCH, "cuda")
+    if cfg.device == "cuda":
+        raise ClusterError("--device cuda was asked for, but the Ray cluster has no GPUs")
+    return PredictorPool(cfg.actors or 1, 0.5, 0, cfg.batch_size or CPU_BATCH, "cpu", int(cfg.cpus_per_actor or 1),
+                         memory=CPU_ACTOR_MEMORY)

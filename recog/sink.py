@@ -67,13 +67,15 @@ def new_run_id() -> str:
 NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"  # Hive's name for "no value", which Spark and DuckDB read as null
 
 
-def unit_file(unit_id: str, camera: str | None = None, date: dt.date | None = None) -> str:
-    """Where a unit's rows of one camera and day go, relative to the output prefix."""
+def unit_file(unit_id: str, camera: str | None = None, date: dt.date | None = None, table: str = "results") -> str:
+    """Where a unit's rows of one camera and day go, relative to the output prefix: `results` at the
+    top, other tables (the vehicles job's) in a folder of their name."""
     cam = NULL_PARTITION if camera is None else urllib.parse.quote(camera, safe="")
     if len(cam) > 120:  # path segments have limits; the manifest keeps the full value
         cam = cam[:100] + "~" + hashlib.sha256(camera.encode()).hexdigest()[:16]
     day = NULL_PARTITION if date is None else date.isoformat()
-    return f"camera={cam}/date={day}/part-{unit_id}.parquet"
+    folder = "" if table == "results" else f"{table}/"
+    return f"{folder}camera={cam}/date={day}/part-{unit_id}.parquet"
 
 
 def to_output(rows: pa.Table, run_id: str) -> pa.Table:
@@ -82,6 +84,11 @@ def to_output(rows: pa.Table, run_id: str) -> pa.Table:
     rows = rows.append_column("run_id", pa.array([run_id] * rows.num_rows, pa.string()))
     rows = rows.append_column("date", pc.cast(rows.column("wall_time").cast(pa.timestamp("ms", tz="UTC")), pa.date32()))
     return pa.table({f.name: rows.column(f.name).cast(f.type) for f in OUTPUT_SCHEMA}, schema=OUTPUT_SCHEMA)
+
+
+def results_table(rows: pa.Table, run_id: str) -> dict[str, pa.Table]:
+    """The image and footage jobs' table: a row per input, end-of-unit records left out."""
+    return {"results": to_output(rows.filter(pc.invert(rows.column("end"))), run_id)}
 
 
 def partitions(table: pa.Table) -> list[tuple[str | None, dt.date | None, pa.Table]]:
@@ -110,16 +117,19 @@ class Summary:
     errors: int = 0
     labels: collections.Counter = field(default_factory=collections.Counter)
     resumed_units: int = 0  # of `units`, those committed by an earlier run and taken over
+    tables: collections.Counter = field(default_factory=collections.Counter)  # rows per table
 
-    def add(self, rows: int, errors: int, labels: dict) -> None:
+    def add(self, record: dict) -> None:
+        """Count a committed unit: rows, errors and labels of its first table, rows of every table."""
         self.units += 1
-        self.rows += rows
-        self.errors += errors
-        self.labels.update(labels)
+        self.rows += record["rows"]
+        self.errors += record["errors"]
+        self.labels.update(record["labels"])
+        self.tables.update(record.get("tables", {"results": record["rows"]}))
 
     def to_dict(self) -> dict:
         return {"units": self.units, "rows": self.rows, "errors": self.errors, "labels": dict(self.labels.most_common()),
-                "resumed_units": self.resumed_units}
+                "resumed_units": self.resumed_units, "tables": dict(self.tables)}
 
 
 def unit_record_uri(output: str, unit_id: str) -> str:
@@ -140,10 +150,11 @@ def committed_units(output: str, unit_ids: list[str], opts: StorageOptions) -> d
 
 
 class UnitWriter:
-    """Gathers streamed rows per unit and writes each unit's file as soon as it is complete."""
+    """Gathers streamed rows per unit and writes each unit's files as soon as it is complete.
+    `tables` turns a complete unit's rows (its end record included) into the tables to write."""
 
-    def __init__(self, output: str, run_id: str, opts: StorageOptions):
-        self.output, self.run_id, self.opts = output, run_id, opts
+    def __init__(self, output: str, run_id: str, opts: StorageOptions, tables=results_table):
+        self.output, self.run_id, self.opts, self.tables = output, run_id, opts, tables
         self.pending: dict[str, _Pending] = {}
         self.committed: list[dict] = []
         self.summary = Summary()
@@ -163,32 +174,36 @@ class UnitWriter:
             ends = [r for r, end in zip(records, rows.column("end").to_pylist()) if end]
             if ends:
                 p.total = ends[0]
-            p.parts.append(rows.filter(pc.invert(rows.column("end"))))
+            p.parts.append(rows)
             if p.total is not None and len(p.seen) == p.total + 1:
                 self._write(unit, pa.concat_tables(self.pending.pop(unit).parts, promote_options="permissive"))
                 done.append(unit)
         return done
 
     def _write(self, unit: str, rows: pa.Table) -> None:
-        """Write a complete unit's files, then its commit record."""
-        table = to_output(rows, self.run_id)
+        """Write a complete unit's files, then its commit record. Its counts are those of its first table."""
+        tables = self.tables(rows, self.run_id)
         files = []
-        for camera, date, part in partitions(table):
-            buf = io.BytesIO()
-            pq.write_table(part, buf, compression="zstd")
-            name = unit_file(unit, camera, date)
-            storage.write_bytes(storage.join(self.output, name), buf.getvalue(), self.opts)
-            files.append({"unit_id": unit, "file": name, "camera": camera, "date": date.isoformat() if date else None,
-                          "rows": part.num_rows, "errors": part.num_rows - part.column("error").null_count})
-        labels = collections.Counter(v for v in table.column("label").to_pylist() if v is not None)
-        record = {"unit_id": unit, "run_id": self.run_id, "files": files, "rows": table.num_rows,
-                  "errors": sum(f["errors"] for f in files), "labels": dict(labels)}
+        for name, table in tables.items():
+            for camera, date, part in partitions(table):
+                buf = io.BytesIO()
+                pq.write_table(part, buf, compression="zstd")
+                path = unit_file(unit, camera, date, name)
+                storage.write_bytes(storage.join(self.output, path), buf.getvalue(), self.opts)
+                errors = part.num_rows - part.column("error").null_count if "error" in part.column_names else 0
+                files.append({"unit_id": unit, "table": name, "file": path, "camera": camera,
+                              "date": date.isoformat() if date else None, "rows": part.num_rows, "errors": errors})
+        first = next(iter(tables.values()))
+        labels = collections.Counter(v for v in first.column("label").to_pylist() if v is not None)
+        record = {"unit_id": unit, "run_id": self.run_id, "files": files, "rows": first.num_rows,
+                  "errors": first.num_rows - first.column("error").null_count, "labels": dict(labels),
+                  "tables": {name: t.num_rows for name, t in tables.items()}}
         storage.write_bytes(unit_record_uri(self.output, unit), json.dumps(record).encode(), self.opts)
         self._take(record)
 
     def _take(self, record: dict) -> None:
         self.committed += record["files"]
-        self.summary.add(record["rows"], record["errors"], record["labels"])
+        self.summary.add(record)
 
     def adopt(self, records: list[dict]) -> None:
         """Units an earlier run committed: part of this run's manifest without being redone."""
@@ -213,8 +228,8 @@ def committed_runs(output: str, opts: StorageOptions) -> list[dict]:
     return sorted((r for r in runs if r.get("status") == "committed"), key=lambda r: r["run_id"])
 
 
-def read_run(output: str, manifest: dict, opts: StorageOptions) -> pa.Table:
-    """The rows a run committed, read back from the Parquet files its manifest lists."""
+def read_run(output: str, manifest: dict, opts: StorageOptions, table: str = "results") -> pa.Table:
+    """The rows of one table a run committed, read back from the Parquet files its manifest lists."""
     tables = [pq.read_table(io.BytesIO(storage.read_bytes(storage.join(output, f["file"]), opts)))
-              for f in manifest["files"]]
+              for f in manifest["files"] if f.get("table", "results") == table]
     return pa.concat_tables(tables) if tables else OUTPUT_SCHEMA.empty_table()

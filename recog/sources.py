@@ -151,18 +151,20 @@ def video_samples(files: list[FileEntry], root: str) -> tuple[list[tuple[str, di
 
 def segment_units(videos: list[tuple[str, dict[str, str]]], infos: dict[str, video.VideoInfo],
                   metas: dict[str, str | None], fingerprint: str, length: Fraction,
-                  name_pattern: str | None = None) -> list[Unit]:
-    """One unit per segment of `length` seconds of each video. A video whose header cannot be read
-    gets one unit, whose reading reports the error."""
+                  name_pattern: str | None = None, numbered: bool = False) -> list[Unit]:
+    """One unit per segment of `length` seconds of each video (`numbered`: with its place in the
+    video, `number`). A video whose header cannot be read gets one unit, whose reading reports the error."""
     units = []
     for key, files in videos:
         uri = files[pick(files, video.VIDEO_EXTS)]
         info, meta = infos[uri], metas.get(uri)
         camera, recorded_at = video.recording_context(meta, name_pattern, uri.rsplit("/", 1)[-1])
         bounds = [(Fraction(0), None)] if info.error else video.segment_bounds(info.duration_s, length)
-        for start, end in bounds:
+        for number, (start, end) in enumerate(bounds):
             params = video.Segment(uri, key, start, end, info.duration_s, meta, camera,
                                    recorded_at.isoformat() if recorded_at else None).to_params()
+            if numbered:
+                params["number"] = number
             units.append(Unit(unit_id(fingerprint, "segment", [uri, json.dumps(params, sort_keys=True)]), "segment", uri, params))
     return units
 

@@ -168,6 +168,8 @@ def list_files(uri: str, opts: StorageOptions, max_attempts: int = S3_MAX_ATTEMP
 
 
 def _list_pattern(pattern: str, opts: StorageOptions, max_attempts: int) -> list[FileEntry]:
+    if not is_s3(pattern):  # local listings give absolute paths: match them against an absolute pattern
+        pattern = os.path.abspath(pattern.removeprefix("file://"))
     found: dict[str, FileEntry] = {}
     for expanded in expand_braces(pattern):
         if not any(ch in expanded for ch in "*?["):

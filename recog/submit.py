@@ -32,7 +32,8 @@ from typing import TextIO
 from recog.errors import SubmitError
 
 # recog commands that run as cluster jobs -> the module in jobs/ that is their entry point
-JOB_MODULES = {"infer": "jobs.infer", "footage": "jobs.footage", "train": "jobs.train", "eval": "jobs.evaluate"}
+JOB_MODULES = {"infer": "jobs.infer", "footage": "jobs.footage", "vehicles": "jobs.vehicles", "train": "jobs.train",
+               "eval": "jobs.evaluate"}
 # Settings passed to the job from the submitter's environment when set: where the store is, not who you are.
 PASSED_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION")
 SECRET_WORDS = ("SECRET", "TOKEN", "PASSWORD", "PASSWD", "CREDENTIAL", "ACCESS_KEY", "SESSION", "PRIVATE")

@@ -95,9 +95,13 @@ def imagenet_matrix(num_classes: int = 1000) -> np.ndarray:
     return m
 
 
-def identity_matrix(classes: list[str] | tuple[str, ...]) -> tuple[np.ndarray, tuple[str, ...]]:
-    """For a model whose classes are already the labels: the identity, and the classes as labels."""
-    return np.eye(len(classes), dtype=np.float32), tuple(classes)
+def class_matrix(types: list[str] | tuple[str, ...]) -> tuple[np.ndarray, tuple[str, ...]]:
+    """For a model with its own classes, `types` giving each one's label (the classes themselves,
+    or coarser types): the (classes, labels) 0/1 matrix, and the labels in order of first use."""
+    labels = tuple(dict.fromkeys(types))
+    m = np.zeros((len(types), len(labels)), dtype=np.float32)
+    m[np.arange(len(types)), [labels.index(t) for t in types]] = 1.0
+    return m, labels
 
 
 def labels_from_probs(probs: np.ndarray, matrix: np.ndarray, labels: tuple[str, ...],
@@ -121,3 +125,51 @@ def labels_from_probs(probs: np.ndarray, matrix: np.ndarray, labels: tuple[str, 
     is_vehicle = mass >= min_vehicle_score
     names = [vehicle_labels[b] if v else NOT_VEHICLE for b, v in zip(best, is_vehicle)]
     return names, np.where(is_vehicle, vehicle[rows, best], 1.0 - mass).astype(np.float32)
+
+
+# A fine-tuned head's class is taken over the ImageNet head's judgement when the fine head is at
+# least this sure of it: such a head is right almost always on the kind of pictures it was trained
+# on (traffic-camera crops: it is sure of most of them), and unsure on the rest (full-size photos,
+# thumbnails), where the ImageNet head is the better judge. Measured on the shared sets (README).
+OWN_HEAD_CONFIDENT = 0.8
+
+
+def labeler(kind: str, num_classes: int, types: tuple[str, ...], min_vehicle_score: float | None = 0.1):
+    """A function from class probabilities (N, C) to (labels, their probabilities), by taxonomy kind:
+
+    - "imagenet": ImageNet's classes summed into vehicle types (`labels_from_probs`);
+    - "identity": the model's own classes, each a label or mapped to the type `types` gives it;
+    - "two-heads": columns [:num_classes] are a fine-tuned head (its classes mapped by `types`),
+      the 1000 after it the ImageNet head of the same backbone pass. The ImageNet head decides
+      vehicle or `not_vehicle` (a head of vehicle classes alone would force every picture into
+      one); the type is the fine head's when it is sure of its class (OWN_HEAD_CONFIDENT), else
+      the ImageNet head's. (Letting a sure fine head overrule `not_vehicle` too scored better on
+      vehicle crops, but nothing here tells how often it would call a pedestrian a vehicle.)
+
+    `min_vehicle_score=None` is for pictures already known to show a vehicle (the vehicles job's
+    crops of tracked vehicles): the type alone, never `not_vehicle`; with two heads, the fine head's
+    class, since such crops are what it was trained on and ImageNet's judgement of a 30-pixel
+    vehicle is mostly "not a vehicle".
+    """
+    known_vehicle = min_vehicle_score is None
+    min_vehicle_score = 0.0 if known_vehicle else min_vehicle_score
+    if kind == "imagenet":
+        matrix = imagenet_matrix(num_classes)
+        return lambda probs: labels_from_probs(probs, matrix, LABELS, min_vehicle_score)
+    own, own_labels = class_matrix(types)
+    if kind == "identity":
+        return lambda probs: labels_from_probs(probs, own, own_labels, min_vehicle_score)
+    if known_vehicle:
+        return lambda probs: labels_from_probs(probs[:, :num_classes], own, own_labels, 0.0)
+    imagenet = imagenet_matrix(1000)
+
+    def two_heads(probs: np.ndarray) -> tuple[list[str], np.ndarray]:
+        names, scores = labels_from_probs(probs[:, num_classes:], imagenet, LABELS, min_vehicle_score)
+        fine = probs[:, :num_classes] @ own
+        best = fine.argmax(axis=1)
+        sure = fine[np.arange(len(fine)), best] >= OWN_HEAD_CONFIDENT
+        for i in np.flatnonzero(sure & (np.asarray(names) != NOT_VEHICLE)):
+            names[i], scores[i] = own_labels[best[i]], fine[i, best[i]]
+        return names, scores
+
+    return two_heads

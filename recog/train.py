@@ -33,10 +33,11 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from recog import models, runtime, sources, storage
+from recog import models, runtime, sources, storage, taxonomy
 from recog.config import TrainConfig
-from recog.errors import DecodeError, ModelError, StorageError
+from recog.errors import ConfigError, DecodeError, ModelError, StorageError
 from recog.models import ModelSpec
+from recog.models.weights import BUILTIN_WEIGHTS
 from recog.preprocess import Preprocessing, decode_image
 from recog.sidecars import label_of
 
@@ -138,14 +139,12 @@ def _load_state(checkpoint) -> dict:
         return torch.load(os.path.join(d, "state.pt"), map_location="cpu", weights_only=True)
 
 
-def build_network(spec: ModelSpec, cfg: TrainConfig) -> torch.nn.Module:
-    """The architecture with its pretrained weights and a new head; the backbone frozen if asked."""
+def build_network(spec: ModelSpec, cfg: TrainConfig) -> tuple[torch.nn.Module, list[torch.nn.Module]]:
+    """The architecture with its pretrained weights and a new head, and the parts of it that stay
+    frozen (`--freeze-backbone`, `--frozen-stages`): the caller keeps those in eval mode."""
     net = models.ARCHITECTURES[spec.arch].build(len(spec.classes))
-    head = set(models.init_from(net, models.pretrained_state(spec.arch, cfg.init_weights, cfg.storage)))
-    if cfg.freeze_backbone:
-        for name, p in net.named_parameters():
-            p.requires_grad = name in head
-    return net
+    models.init_from(net, models.pretrained_state(spec.arch, cfg.init_weights, cfg.storage))
+    return net, models.frozen_modules(net, cfg.frozen_stages, cfg.freeze_backbone)
 
 
 def make_optimizer(params: list, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -214,7 +213,7 @@ def train_loop(config: dict) -> None:
     torch.set_num_threads(config["threads"])
     device = ray.train.torch.get_device()
 
-    net = build_network(spec, cfg)
+    net, frozen = build_network(spec, cfg)
     steps_per_epoch = max(1, math.ceil(config["samples"] / (cfg.batch_size * world)))
     schedule = Schedule(steps_per_epoch * cfg.epochs, max(1, int(steps_per_epoch * cfg.warmup_epochs)), cfg.lr)
     start_epoch, history = 0, []
@@ -240,9 +239,11 @@ def train_loop(config: dict) -> None:
     join = model.join if isinstance(model, torch.nn.parallel.DistributedDataParallel) else contextlib.nullcontext
 
     for epoch in range(start_epoch, cfg.epochs):
-        # With a frozen backbone the whole network runs in inference mode (batch-norm statistics
-        # stay as pretrained); the head is a linear layer, the same in either mode.
-        model.train(not cfg.freeze_backbone)
+        # Frozen parts run in inference mode: their batch-norm statistics stay as pretrained (what
+        # lets inference share them with the ImageNet head).
+        model.train()
+        for module in frozen:
+            module.eval()
         t0 = time.perf_counter()
         with join():
             batches = train_shard.iter_torch_batches(batch_size=cfg.batch_size, local_shuffle_buffer_size=4 * cfg.batch_size,
@@ -338,14 +339,28 @@ def run_training(cfg: TrainConfig, out=sys.stdout) -> dict:
         if len(classes) < 2 or samples == 0:
             raise StorageError(f"{cfg.train}: found {len(classes)} class(es) with {samples} labeled sample(s); "
                                "need labels in .cls files (or --label-field) for at least two classes")
-        prep = training_preprocessing(cfg.arch, cfg.image_size)
-        spec = ModelSpec(cfg.output.rstrip("/").rsplit("/", 1)[-1], cfg.arch, tuple(classes), "identity", prep,
-                         weights="", version="")
+        spec = training_spec(cfg, classes)
         _check_same_run(cfg, spec)
         t0 = time.monotonic()
-        result = fit(cfg, spec, samples, build_datasets(cfg, train_units, val_units, prep, classes), out,
+        result = fit(cfg, spec, samples, build_datasets(cfg, train_units, val_units, spec.preprocessing, classes), out,
                      f"{len(train_units)} train unit(s), {len(val_units)} val unit(s)")
     return export_package(cfg, spec, result, bool(val_units), data, time.monotonic() - t0, out)
+
+
+def training_spec(cfg: TrainConfig, classes: list[str]) -> ModelSpec:
+    """The spec of the model being trained. Trained from the built-in ImageNet weights with the
+    early stages frozen, it keeps the ImageNet head beside its own (taxonomy "two-heads") and its
+    package stores only the rest (`base`)."""
+    mapping = dict(pair.split("=", 1) for pair in cfg.types or ())
+    unknown = sorted(set(mapping) - set(classes)) + sorted(set(mapping.values()) - set(taxonomy.VEHICLE_TYPES))
+    if unknown or any("=" not in pair for pair in cfg.types or ()):
+        raise ConfigError(f"--types {','.join(cfg.types)}: give CLASS=TYPE pairs, classes from {', '.join(classes)}, "
+                          f"types from {', '.join(taxonomy.VEHICLE_TYPES)} (not {', '.join(unknown)})")
+    shares = cfg.frozen_stages is not None and cfg.init_weights is None and cfg.arch == models.BUILTIN_ARCH
+    return ModelSpec(cfg.name or cfg.output.rstrip("/").rsplit("/", 1)[-1], cfg.arch, tuple(classes),
+                     "two-heads" if shares else "identity", training_preprocessing(cfg.arch, cfg.image_size),
+                     weights="", version="", types=tuple(mapping.get(c, c) for c in classes) if mapping else None,
+                     base=BUILTIN_WEIGHTS if shares else None, shared_stages=cfg.frozen_stages if shares else None)
 
 
 def fit(cfg: TrainConfig, spec: ModelSpec, samples: int, datasets: dict, out, units: str):
@@ -383,7 +398,14 @@ def export_package(cfg: TrainConfig, spec: ModelSpec, result, has_val: bool, dat
     state = _load_state(best)
     history = _load_state(result.checkpoint)["history"]  # every epoch, also those after the best
     metrics = state["history"][-1]
-    packaged = models.save_package(cfg.output, spec, state["model"], {"training": {
+    weights = state["model"]
+    if spec.base:  # only what training changed, in half precision: the base ships elsewhere
+        net = models.ARCHITECTURES[spec.arch].build(len(spec.classes))
+        net.load_state_dict(weights)
+        weights = {k: v.half() if v.is_floating_point() else v
+                   for k, v in models.trainable_state(net, models.frozen_modules(net, spec.shared_stages)).items()}
+    about = {"data_source": cfg.data_source} if cfg.data_source else {}
+    packaged = models.save_package(cfg.output, spec, weights, {**about, "training": {
         "config": cfg.to_dict(), "best_epoch": state["epoch"], "best": metrics, "history": history,
         "classes_found": data["counts"], "elapsed_s": round(seconds, 1),
     }}, cfg.storage)

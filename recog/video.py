@@ -13,30 +13,33 @@ decoding the whole file:
 
 Times are the frames' decoded timestamps relative to the stream's start, not counts from the
 container header (AVI headers overstate them). Frames leave the decoder in display order, but
-some files (DivX-style packed B-frames) label them with swapped timestamps; a small reorder
-buffer puts them back in timestamp order. The frame index is the time times the nominal rate.
+some files (DivX-style packed B-frames) label them with locally shuffled timestamps (1, 4, 6, 5,
+7, ...): the set is right, the order is not. So the frames keep the decoder's order and take the
+timestamps in sorted order, through a small window. The frame index is the time times the
+nominal rate.
 """
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import heapq
-import itertools
 import math
 import re
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Iterator
-
-import av
+from typing import TYPE_CHECKING, Iterator
 
 from recog import storage
 from recog.errors import ConfigError
 from recog.sidecars import sidecar_context, utc
 from recog.storage import StorageOptions
 
+if TYPE_CHECKING:
+    import av
+
 VIDEO_EXTS = ("mp4", "mkv", "avi", "mov")
-REORDER_FRAMES = 8  # frames held back to sort out-of-order timestamps
+REORDER_FRAMES = 8  # frames held back to put shuffled timestamps in order
 IO_BUFFER = 4 << 20  # bytes per read from object storage: few large range requests, not many small
 TRUNCATION_SLACK_S = 1.0  # a stream may end this much before its header's duration without complaint
 
@@ -102,6 +105,8 @@ class VideoInfo:
 
 def open_video(uri: str, opts: StorageOptions) -> av.container.InputContainer:
     """Open a video for random access, local or on S3 (seeks become range requests)."""
+    import av  # PyAV, imported where a video is opened: image jobs never load FFmpeg
+
     if not storage.is_s3(uri):
         return av.open(storage.filesystem(uri, opts)[1])
     fs, path = storage.filesystem(uri, opts)
@@ -110,6 +115,8 @@ def open_video(uri: str, opts: StorageOptions) -> av.container.InputContainer:
 
 def probe(uri: str, opts: StorageOptions) -> VideoInfo:
     """Duration, rate and codec from the container header (no decoding)."""
+    import av
+
     try:
         with open_video(uri, opts) as c:
             if not c.streams.video:
@@ -200,36 +207,57 @@ class Segment:
 
 
 def _ordered_frames(container, stream, errors: list[str], coverage: list[Fraction]) -> Iterator[tuple[Fraction, av.VideoFrame]]:
-    """Decoded frames in timestamp order, as (seconds since stream start, frame)."""
+    """Decoded frames in the decoder's (display) order, with their timestamps in sorted order, as
+    (seconds since stream start, frame)."""
+    import av
+
     tb, origin = stream.time_base, stream.start_time or 0
-    heap, seq = [], itertools.count()
+    times: list[Fraction] = []
+    frames: collections.deque = collections.deque()
     for packet in container.demux(stream):
         if packet.pts is not None:
             coverage[0] = max(coverage[0], (packet.pts - origin) * tb)
         try:
-            frames = packet.decode()
+            decoded = packet.decode()
         except av.FFmpegError as e:
             errors.append(f"{type(e).__name__}: {e}")
             continue
-        for frame in frames:
+        for frame in decoded:
             ts = frame.pts if frame.pts is not None else frame.dts
             if ts is None:
                 continue
-            heapq.heappush(heap, ((ts - origin) * tb, next(seq), frame))
-            if len(heap) > REORDER_FRAMES:
-                t, _, f = heapq.heappop(heap)
-                yield t, f
-    while heap:
-        t, _, f = heapq.heappop(heap)
-        yield t, f
+            heapq.heappush(times, (ts - origin) * tb)
+            frames.append(frame)
+            if len(frames) > REORDER_FRAMES:
+                yield heapq.heappop(times), frames.popleft()
+    while frames:
+        yield heapq.heappop(times), frames.popleft()
 
 
-def _frames_in_segment(container, stream, seg: Segment, errors: list[str], coverage: list[Fraction]):
-    """Timestamp-ordered frames from the keyframe before `seg.start` on (frames before the start
-    come too; the caller drops them)."""
+def frame_rate(stream) -> float:
+    """The stream's frame rate: the average, guessed or base rate, the first between 1 and 240 fps
+    (a file with broken timestamps can report 21,731 fps), else 25."""
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if rate and 1.0 <= float(rate) <= 240.0:
+            return float(rate)
+    return 25.0
+
+
+def recorded_time(iso: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(iso) if iso else None
+
+
+def at(start: dt.datetime | None, seconds: float) -> dt.datetime | None:
+    """The wall-clock time `seconds` into a recording that started at `start` (None if unknown)."""
+    return start + dt.timedelta(seconds=float(seconds)) if start else None
+
+
+def frames_from(container, stream, seg: Segment, errors: list[str], coverage: list[Fraction]):
+    """Frames in display order from the keyframe before `seg.start` on (frames before the start
+    come too; the caller drops them), as (seconds since the stream's start, frame)."""
     if seg.start > 0:
-        rate = stream.average_rate or stream.base_rate
-        margin = Fraction(REORDER_FRAMES) / rate if rate else Fraction(1)
+        rate = frame_rate(stream)
+        margin = Fraction(REORDER_FRAMES) / Fraction(rate).limit_denominator(1000)
         target = (stream.start_time or 0) + int((seg.start - margin) / stream.time_base)
         container.seek(max(target, 0), stream=stream, backward=True, any_frame=False)
         frames = _ordered_frames(container, stream, errors, coverage)
@@ -248,6 +276,8 @@ def _frames_in_segment(container, stream, seg: Segment, errors: list[str], cover
 def read_segment(seg: Segment, sampling: Sampling, opts: StorageOptions) -> Iterator[dict]:
     """Records for the sampled frames of one segment (payload `frame`, a PIL image), and an error
     row if part of it could not be decoded."""
+    import av
+
     base = {"source_uri": seg.uri, "key": seg.key, "meta": seg.meta, "camera": seg.camera, "error": None}
     try:
         container = open_video(seg.uri, opts)
@@ -268,20 +298,20 @@ def read_segment(seg: Segment, sampling: Sampling, opts: StorageOptions) -> Iter
         stream.codec_context.thread_count = 1  # one CPU per Ray task; parallelism comes from segments
         if sampling.keyframes:
             stream.codec_context.skip_frame = "NONKEY"
-        rate = stream.average_rate or stream.base_rate
-        recorded_at = dt.datetime.fromisoformat(seg.recorded_at) if seg.recorded_at else None
+        rate = Fraction(frame_rate(stream)).limit_denominator(1000)
+        recorded_at = recorded_time(seg.recorded_at)
         selector = FrameSelector(sampling)
         errors: list[str] = []
         coverage = [Fraction(-1)]  # latest packet time demuxed: how far the data reaches
-        for t, frame in _frames_in_segment(container, stream, seg, errors, coverage):
+        for t, frame in frames_from(container, stream, seg, errors, coverage):
             if t < seg.start:
                 continue
             if seg.end is not None and t >= seg.end:
                 break
-            index = round(t * rate) if rate else None
+            index = round(t * rate)
             if selector.keep(t, index):
                 yield {**base, "frame": frame.to_image(), "frame_index": index, "pts_s": float(t),
-                       "wall_time": recorded_at + dt.timedelta(seconds=float(t)) if recorded_at else None}
+                       "wall_time": at(recorded_at, t)}
     span = f"[{float(seg.start):g} s, {'end' if seg.end is None else f'{float(seg.end):g} s'})"
     # An intact file has data up to the segment's end (the first frame past it stops the decode),
     # and up to about the duration its header gives (headers may overstate it a little).
@@ -303,7 +333,7 @@ def frame_at(uri: str, t: float, opts: StorageOptions):
     None when the video ends before. Seeks like a segment does: from the keyframe before `t`."""
     start = Fraction(t).limit_denominator(1_000_000)
     with open_video(uri, opts) as c:
-        for ts, frame in _frames_in_segment(c, c.streams.video[0], Segment(uri, "", start, None), [], [Fraction(0)]):
+        for ts, frame in frames_from(c, c.streams.video[0], Segment(uri, "", start, None), [], [Fraction(0)]):
             if ts >= start - Fraction(1, 1000):
                 return frame.to_image()
     return None

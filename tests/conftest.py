@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,8 @@ from recog.objectstore import EmbeddedStore
 from recog.storage import StorageOptions
 
 REPO = Path(__file__).resolve().parents[1]
+# Jobs name a log file for Ray's own messages; the tests' go to a temporary folder, not the checkout.
+os.environ.setdefault("RECOG_LOG_DIR", tempfile.mkdtemp(prefix="recog-test-logs-"))
 SHARED_DATA = Path(os.environ.get("RECOG_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 

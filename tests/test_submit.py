@@ -19,7 +19,7 @@ def test_a_job_becomes_its_module_in_jobs():
         "python -m jobs.infer --input 's3://a/x y/' --output s3://b/"
     assert submit.entrypoint(["footage", "--input", "i", "--output", "o", "--fps", "2"]).startswith("python -m jobs.footage ")
     assert submit.entrypoint(["eval", "--data", "d"]).startswith("python -m jobs.evaluate ")
-    with pytest.raises(SubmitError, match="one of infer, footage, train, eval"):
+    with pytest.raises(SubmitError, match="one of infer, footage, vehicles, train, eval"):
         submit.entrypoint(["demo"])
     for module in submit.JOB_MODULES.values():
         assert (REPO / (module.replace(".", "/") + ".py")).exists()

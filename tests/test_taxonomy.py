@@ -43,7 +43,28 @@ def test_little_vehicle_mass_is_not_vehicle():
     assert names == ["car"]
 
 
-def test_own_classes_map_to_themselves():
-    matrix, labels = taxonomy.identity_matrix(["bus", "car"])
+def test_own_classes_map_to_themselves_or_to_their_types():
+    matrix, labels = taxonomy.class_matrix(["bus", "car"])
     names, scores = labels_from_probs(np.array([[0.2, 0.8], [0.9, 0.1]]), matrix, labels)
     assert names == ["car", "bus"] and np.allclose(scores, [0.8, 0.9])
+    label = taxonomy.labeler("identity", 3, ("truck", "car", "truck"))  # e.g. juggernaut, car, truck
+    names, scores = label(np.array([[0.3, 0.4, 0.3]]))
+    assert names == ["truck"] and np.allclose(scores, [0.6])  # the two truck classes together
+
+
+def test_two_heads_imagenet_says_whether_a_vehicle_and_a_sure_own_head_says_which():
+    label = taxonomy.labeler("two-heads", 3, ("motorcycle", "car", "truck"), min_vehicle_score=0.1)
+    sure_truck, unsure_truck = [0.02, 0.03, 0.95], [0.2, 0.3, 0.5]
+    cases = [(sure_truck, _probs(cab=0.05, tabby=0.95)),  # a cat, however sure the own head is
+             (sure_truck, _probs(cab=0.6, tabby=0.4)),  # a vehicle, and the own head is sure: its type
+             (unsure_truck, _probs(cab=0.6, tabby=0.4))]  # a vehicle, the own head unsure: ImageNet's type
+    probs = np.stack([np.concatenate([own, imagenet[0]]) for own, imagenet in cases])
+    names, scores = label(probs)
+    assert names == ["not_vehicle", "truck", "car"] and np.allclose(scores, [0.95, 0.95, 0.6])
+
+    # crops of tracked vehicles (the vehicles job): the type alone, the own head's, never not_vehicle
+    known = taxonomy.labeler("two-heads", 3, ("motorcycle", "car", "truck"), min_vehicle_score=None)
+    names, scores = known(probs)
+    assert names == ["truck", "truck", "truck"] and np.allclose(scores, [0.95, 0.95, 0.5])
+    names, _ = taxonomy.labeler("imagenet", 1000, (), min_vehicle_score=None)(_probs(cab=0.05, tabby=0.95))
+    assert names == ["car"]  # ImageNet alone: the likeliest vehicle type, however little it holds

@@ -42,8 +42,11 @@ def test_a_new_head_on_the_pretrained_backbone():
     assert models.pretrained_state("resnet18", None, OPTS) is None  # no built-in weights: from scratch
 
 
-def test_a_frozen_backbone_trains_the_head_alone():
-    net = build_network(models.ModelSpec("x", "efficientnet_lite0", ("a", "b"), "identity",
-                                         training_preprocessing("efficientnet_lite0", 64), "", ""),
-                        TrainConfig(train="t", output="o", freeze_backbone=True))
+def test_a_frozen_backbone_trains_the_head_alone_and_frozen_stages_the_tail():
+    spec = models.ModelSpec("x", "efficientnet_lite0", ("a", "b"), "identity", training_preprocessing("efficientnet_lite0", 64), "", "")
+    net, frozen = build_network(spec, TrainConfig(train="t", output="o", freeze_backbone=True))
     assert [n for n, p in net.named_parameters() if p.requires_grad] == ["classifier.weight", "classifier.bias"]
+    assert frozen and all(not p.requires_grad for m in frozen for p in m.parameters())
+    net, frozen = build_network(spec, TrainConfig(train="t", output="o", frozen_stages=6))
+    trainable = {n.split(".")[0] + ("." + n.split(".")[1] if n.startswith("blocks.") else "") for n, p in net.named_parameters() if p.requires_grad}
+    assert trainable == {"blocks.6", "conv_head", "bn2", "classifier"}

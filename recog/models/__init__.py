@@ -13,9 +13,10 @@ actors, which `build` the network. Weights are always loaded with `weights_only=
 
 from recog.errors import ModelError
 from recog.models.builder import build, resolve
-from recog.models.finetune import init_from, pretrained_state
-from recog.models.registry import ARCHITECTURES, DEFAULT_MODEL, ModelSpec, imagenet_classes, is_package
+from recog.models.finetune import frozen_modules, init_from, pretrained_state, trainable_state
+from recog.models.registry import ARCHITECTURES, BUILTIN_ARCH, BUILTIN_PACKAGES, DEFAULT_MODEL, ModelSpec, imagenet_classes, is_package
 from recog.models.weights import read_package, save_package, state_dict_from_bytes
 
-__all__ = ["ARCHITECTURES", "DEFAULT_MODEL", "ModelError", "ModelSpec", "build", "imagenet_classes", "init_from",
-           "is_package", "pretrained_state", "read_package", "resolve", "save_package", "state_dict_from_bytes"]
+__all__ = ["ARCHITECTURES", "BUILTIN_ARCH", "BUILTIN_PACKAGES", "DEFAULT_MODEL", "ModelError", "ModelSpec", "build",
+           "frozen_modules", "imagenet_classes", "init_from", "is_package", "pretrained_state", "read_package", "resolve",
+           "save_package", "state_dict_from_bytes", "trainable_state"]

@@ -3,9 +3,11 @@ network with its weights (`build`, on each worker)."""
 
 from __future__ import annotations
 
+import torch
+
 from recog.errors import ModelError
 from recog.models import weights
-from recog.models.registry import ARCHITECTURES, DEFAULT_MODEL, ModelSpec, imagenet_classes, is_package
+from recog.models.registry import ARCHITECTURES, BUILTIN_ARCH, BUILTIN_PACKAGES, DEFAULT_MODEL, ModelSpec, imagenet_classes, is_package
 from recog.storage import StorageOptions
 
 
@@ -15,13 +17,16 @@ def resolve(model: str = DEFAULT_MODEL, weights_uri: str | None = None, classes:
 
     `model` is a registered architecture (with `weights_uri` where it has none built in) or the URI
     of a model package; `classes` names the classes of a checkpoint that is not ImageNet's."""
+    if model in BUILTIN_PACKAGES:
+        return weights.package_spec(str(BUILTIN_PACKAGES[model]), opts)
     if is_package(model):
         return weights.package_spec(model, opts)
     if model not in ARCHITECTURES:
-        raise ModelError(f"unknown model {model!r}; known: {', '.join(sorted(ARCHITECTURES))}, or a model package")
-    if weights_uri is None and model != DEFAULT_MODEL:
+        raise ModelError(f"unknown model {model!r}; known: {', '.join(sorted([*BUILTIN_PACKAGES, *ARCHITECTURES]))}, "
+                         f"or a model package")
+    if weights_uri is None and model != BUILTIN_ARCH:
         raise ModelError(f"{model} needs --weights: a checkpoint file, local or s3:// "
-                         f"(only {DEFAULT_MODEL} has weights built in)")
+                         f"(only {BUILTIN_ARCH} has weights built in)")
     uri = weights_uri or weights.BUILTIN_WEIGHTS
     data = weights.read_weights(uri, opts)
     n = weights.num_classes(weights.state_dict_from_bytes(data, uri))
@@ -41,7 +46,38 @@ def resolve(model: str = DEFAULT_MODEL, weights_uri: str | None = None, classes:
 
 
 def build(spec: ModelSpec, opts: StorageOptions):
-    """The network of `spec` with its weights loaded, in eval mode on the CPU."""
+    """The network of `spec` with its weights loaded, in eval mode on the CPU. A package that stores
+    only what a fine-tune changed is completed from its base; one whose early stages are the base's
+    (`shared_stages`) runs as two heads on one backbone pass: its own and the base's ImageNet head."""
     net = ARCHITECTURES[spec.arch].build(len(spec.classes))
-    net.load_state_dict(weights.load_state(spec.weights, opts, like=net.state_dict()))
+    state = weights.load_state(spec.weights, opts, like=net.state_dict())
+    base = None
+    if spec.base:
+        base = ARCHITECTURES[spec.arch].build(1000)
+        base.load_state_dict(weights.load_state(spec.base, opts, like=base.state_dict()))
+        own = net.state_dict()
+        state = {**{k: v for k, v in base.state_dict().items() if k in own and own[k].shape == v.shape},
+                 **{k: v.float() if v.is_floating_point() else v for k, v in state.items()}}
+    net.load_state_dict(state)
+    if spec.taxonomy == "two-heads":
+        return TwoHeads(base, net, spec.shared_stages).eval()
     return net.eval()
+
+
+class TwoHeads(torch.nn.Module):
+    """Two EfficientNets (timm) that share their stem and first `shared` stages: the backbone runs
+    once, then the ImageNet tail and the fine-tuned tail each finish it. Returns (own, ImageNet) logits."""
+
+    def __init__(self, imagenet, own, shared: int):
+        super().__init__()
+        self.shared = torch.nn.Sequential(imagenet.conv_stem, imagenet.bn1, *imagenet.blocks[:shared])
+        self.imagenet_tail = self._tail(imagenet, shared)
+        self.own_tail = self._tail(own, shared)
+
+    @staticmethod
+    def _tail(net, shared: int) -> torch.nn.Sequential:
+        return torch.nn.Sequential(*net.blocks[shared:], net.conv_head, net.bn2, net.global_pool, net.classifier)
+
+    def forward(self, x):
+        features = self.shared(x)
+        return self.own_tail(features), self.imagenet_tail(features)

@@ -5,15 +5,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from recog.errors import ModelError
 from recog.models import weights
-from recog.models.registry import ARCHITECTURES, DEFAULT_MODEL, is_package
+from recog.models.registry import ARCHITECTURES, BUILTIN_ARCH, is_package
 from recog.storage import StorageOptions
 
 
 def pretrained_state(arch: str, weights_uri: str | None, opts: StorageOptions) -> dict[str, torch.Tensor] | None:
     """ImageNet weights to start a fine-tune from: built in for efficientnet_lite0, else `weights_uri`
     (a checkpoint file, or a model package); None means training from scratch."""
-    if weights_uri is None and arch != DEFAULT_MODEL:
+    if weights_uri is None and arch != BUILTIN_ARCH:
         return None
     if weights_uri is not None and is_package(weights_uri) and not weights_uri.endswith((".pt", ".pth")):
         spec = weights.package_spec(weights_uri, opts)
@@ -39,3 +40,30 @@ def init_from(net: nn.Module, state: dict[str, torch.Tensor] | None) -> list[str
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
     return [name for name, _ in net.named_parameters() if name not in fitting]
+
+
+def frozen_modules(net: nn.Module, frozen_stages: int | None = None, freeze_backbone: bool = False) -> list[nn.Module]:
+    """The parts of `net` a fine-tune leaves as they are: with `freeze_backbone` everything but the
+    classifier; with `frozen_stages` N the stem and the first N stages of an EfficientNet-style
+    backbone (timm's `blocks`; Lite0 has 7). Their parameters stop taking gradients; the caller
+    keeps them in eval mode, so that their batch-norm statistics stay the pretrained ones too."""
+    if freeze_backbone:
+        frozen = [m for name, m in net.named_children() if name not in ("classifier", "fc", "head")]
+    elif frozen_stages:
+        blocks = getattr(net, "blocks", None)
+        if blocks is None or frozen_stages > len(blocks):
+            raise ModelError(f"--frozen-stages {frozen_stages}: this architecture has "
+                             f"{len(blocks) if blocks is not None else 'no'} EfficientNet stages to freeze")
+        frozen = [net.conv_stem, net.bn1, *blocks[:frozen_stages]]
+    else:
+        return []
+    for module in frozen:
+        module.requires_grad_(False)
+    return frozen
+
+
+def trainable_state(net: nn.Module, frozen: list[nn.Module]) -> dict[str, torch.Tensor]:
+    """The tensors of `net` (parameters and buffers) outside its frozen modules: what training changed."""
+    frozen_names = {name for name, m in net.named_modules() if any(m is f for f in frozen)}
+    return {k: v for k, v in net.state_dict().items()
+            if not any(k == f or k.startswith(f + ".") for f in frozen_names)}

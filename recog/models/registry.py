@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from recog import taxonomy
-from recog.config import DEFAULT_MODEL
+from recog.config import BUILTIN_ARCH, DEFAULT_MODEL
 from recog.preprocess import Preprocessing
 
-__all__ = ["ARCHITECTURES", "Architecture", "DEFAULT_MODEL", "ModelSpec", "imagenet_classes", "is_package"]
+__all__ = ["ARCHITECTURES", "Architecture", "BUILTIN_ARCH", "BUILTIN_PACKAGES", "DEFAULT_MODEL", "ModelSpec", "imagenet_classes",
+           "is_package"]
+
+# Model packages that ship inside recog (weights.pt holds only what their fine-tune changed).
+BUILTIN_PACKAGES = {"vehicle-types": Path(__file__).parent / "vehicle_types"}
 
 
 def imagenet_classes() -> tuple[str, ...]:
@@ -74,16 +79,20 @@ class ModelSpec:
     name: str  # what the output's `model` column says
     arch: str
     classes: tuple[str, ...]
-    taxonomy: str  # "imagenet": ImageNet classes summed into vehicle labels; "identity": classes are labels
+    # "imagenet": ImageNet classes summed into vehicle types; "identity": each class is a label (or,
+    # with `types`, maps to one); "two-heads": the ImageNet head judges vehicle or not, the model's
+    # own head (with `types`) the type (see recog.taxonomy)
+    taxonomy: str
     preprocessing: Preprocessing
     weights: str  # URI of a state dict, or weights.BUILTIN_WEIGHTS
     version: str  # first 12 hex digits of the weights' sha256
+    types: tuple[str, ...] | None = None  # the vehicle type of each class, when the classes are finer
+    base: str | None = None  # weights that `weights` (only what a fine-tune changed) completes
+    shared_stages: int | None = None  # stem + this many stages are the base's: both heads share them
 
-    def label_matrix(self):
-        """(matrix, labels): class probabilities @ matrix = label probabilities."""
-        if self.taxonomy == "imagenet":
-            return taxonomy.imagenet_matrix(len(self.classes)), taxonomy.LABELS
-        return taxonomy.identity_matrix(self.classes)
+    def labeler(self, min_vehicle_score: float | None):
+        """A function: class probabilities (N, C) -> (labels, their scores); see taxonomy.labeler."""
+        return taxonomy.labeler(self.taxonomy, len(self.classes), self.types or self.classes, min_vehicle_score)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -92,10 +101,11 @@ class ModelSpec:
     def from_dict(cls, d: dict) -> "ModelSpec":
         fields = {f.name for f in dataclasses.fields(cls)}
         d = {k: v for k, v in d.items() if k in fields}
-        return cls(**{**d, "classes": tuple(d["classes"]), "preprocessing": Preprocessing(**{
-            k: tuple(v) if isinstance(v, list) else v for k, v in d["preprocessing"].items()})})
+        return cls(**{**d, "classes": tuple(d["classes"]), "types": tuple(d["types"]) if d.get("types") else None,
+                      "preprocessing": Preprocessing(**{k: tuple(v) if isinstance(v, list) else v
+                                                        for k, v in d["preprocessing"].items()})})
 
 
 def is_package(model: str) -> bool:
     """A model given as a folder (path or URI) rather than a registered name."""
-    return "/" in model or model.startswith(".")
+    return ("/" in model or model.startswith(".")) and model not in BUILTIN_PACKAGES

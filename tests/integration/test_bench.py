@@ -41,3 +41,36 @@ def test_cores_benchmark_accounts_for_the_job(tmp_path, shared_data):
     assert figures["rows"] == 48
     assert {"predictor actors", "decode tasks", "driver", "object store (weed)"} <= set(figures["core_s"])
     assert figures["core_s"]["predictor actors"] > 0 and figures["core_s"]["decode tasks"] > 0
+
+
+def test_vehicles_benchmark_runs_on_a_shared_clip(tmp_path, shared_data):
+    out = tmp_path / "vehicles.json"
+    done = subprocess.run([sys.executable, "bench/vehicles.py", "--video", str(shared_data / "videos" / "intel_car-detection.mp4"),
+                           "--line", "mid=0,0.5,1,0.5", "--repeat", "1", "--no-hd", "--json", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["frames"] == 377
+    assert row["decode_fps"] > 0 and row["track_fps"] > 0 and row["job_fps"] > 0
+
+
+def test_heads_benchmark_runs(tmp_path):
+    out = tmp_path / "heads.json"
+    done = subprocess.run([sys.executable, "bench/heads.py", "--count", "16", "--repeat", "1", "--json", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert set(figures["images_per_s"]) == {"efficientnet_lite0", "vehicle-types"} and all(v > 0 for v in figures["images_per_s"].values())
+
+
+def test_gpu_benchmark_runs_on_a_cpu_with_a_tiny_input(tmp_path):
+    """bench/gpu.py's every path (model-only with the batch probe, decoding, the job end to end) on a CPU."""
+    out = tmp_path / "gpu.json"
+    done = subprocess.run([sys.executable, "bench/gpu.py", "--device", "cpu", "--tiny", "--no-compile", "--json", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert {r["arch"] for r in figures["model_only"]} == {"efficientnet_lite0", "resnet50"}
+    assert sum("probe" in r for r in figures["model_only"]) == 2  # the probe's findings, once per architecture
+    assert set(figures["decode"]) == {"photos", "1080p"} and all(d["pil_all_cores"] > 0 for d in figures["decode"].values())
+    assert set(figures["recog"]) == {"photos/workers", "1080p/predictor"} and set(figures["ratios"]) == set(figures["recog"])

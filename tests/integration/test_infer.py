@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import random
@@ -71,32 +72,42 @@ def test_local_input_and_output(tmp_path, ray_local):
     assert (tmp_path / "out" / "_runs" / f"{manifest['run_id']}.json").exists()
 
 
-def test_default_model_labels_the_real_vehicle_photos(shared_data, bucket, opts, ray_local, capsys):
-    """Vehicle-type accuracy of the built-in model on ../shared/data, through the whole chain."""
+def test_default_model_does_best_on_the_real_vehicle_photos(shared_data, bucket, opts, ray_local, capsys):
+    """Vehicle-type accuracy through the whole chain on ../shared/data, for the ImageNet labels
+    summed into types (efficientnet_lite0) and for the default (vehicle-types, two heads): the
+    default must do best overall and no worse on any of the three sets."""
     with open(shared_data / "photos" / "labels.csv") as f:
         photos = list(csv.DictReader(f))
     rng = random.Random(0)
     chosen = [p for p in photos if p["source"] == "imagenet"]
     chosen += [p for p in photos if p["source"] == "zenodo" and "/val/" in p["path"]]
-    chosen += rng.sample([p for p in photos if p["source"] == "cifar10"], 200)
+    chosen += rng.sample([p for p in photos if p["source"] == "cifar10"], 400)
     samples = [[(f"{i:05d}.jpg", (shared_data / p["path"]).read_bytes()), (f"{i:05d}.cls", p["vehicle_type"].encode()),
                 (f"{i:05d}.json", json.dumps({"source": p["source"]}).encode())] for i, p in enumerate(chosen)]
     for n in range(4):
         members = [m for sample in samples[n::4] for m in sample]
         storage.write_bytes(f"{bucket}/photos/shard-{n}.tar", tar_shard(members), opts)
-    manifest = run_inference(InferConfig(input=f"{bucket}/photos/", output=f"{bucket}/results"))
-    rows = read_run(f"{bucket}/results", manifest, opts)
-    assert len(rows) == len(chosen) and not any(r["error"] for r in rows)
     accuracy = {}
-    for source in ("imagenet", "zenodo", "cifar10"):
-        hits = [r["label"] == r["cls"] for r in rows if json.loads(r["meta"])["source"] == source]
-        accuracy[source] = (sum(hits), len(hits))
+    for model in ("efficientnet_lite0", None):
+        cfg = InferConfig(input=f"{bucket}/photos/", output=f"{bucket}/results-{model}")
+        manifest = run_inference(cfg if model is None else dataclasses.replace(cfg, model=model))
+        rows = read_run(cfg.output, manifest, opts)
+        assert len(rows) == len(chosen) and not any(r["error"] for r in rows)
+        name = manifest["model"]["name"] if model else f"{manifest['model']['name']} (default)"
+        accuracy[name] = {}
+        for source in ("imagenet", "zenodo", "cifar10"):
+            hits = [r["label"] == r["cls"] for r in rows if json.loads(r["meta"])["source"] == source]
+            accuracy[name][source] = (sum(hits), len(hits))
     with capsys.disabled():
-        print("\nvehicle-type accuracy of efficientnet_lite0 (ImageNet weights):",
-              ", ".join(f"{s} {h}/{n} = {h / n:.1%}" for s, (h, n) in accuracy.items()))
-    assert accuracy["imagenet"][0] >= 21  # 23/24 measured
-    assert accuracy["zenodo"][0] / accuracy["zenodo"][1] > 0.3  # 42% measured; 6 classes, tiny crops
-    assert accuracy["cifar10"][0] / accuracy["cifar10"][1] > 0.2  # 36% measured; 32 px images
+        for name, by_source in accuracy.items():
+            print(f"\nvehicle-type accuracy of {name}:", ", ".join(f"{s} {h}/{n} = {h / n:.1%}" for s, (h, n) in by_source.items()))
+    today, default = accuracy.values()
+    assert list(accuracy)[1] == "vehicle-types (default)"
+    assert default["imagenet"][0] >= 21 and today["imagenet"][0] >= 21  # 23/24 measured for both
+    assert default["zenodo"][0] / default["zenodo"][1] > 0.8  # 0.84 measured (0.42 for the ImageNet labels)
+    for source in today:  # no worse on any set: CIFAR's 32 px cars are a near tie (0.37 vs 0.36), hence 1 % slack
+        assert default[source][0] >= today[source][0] - 0.01 * today[source][1], source
+    assert sum(h for h, _ in default.values()) > sum(h for h, _ in today.values())
 
 
 def test_decoding_on_the_predictor_gives_the_same_labels(shared_data, bucket, opts, ray_local):

@@ -1,0 +1,457 @@
+"""Track and count: detections become tracks (ByteTrack, from the `trackers` package), tracks that
+cross a named line become crossings, and each track keeps its few best crops for the classifier.
+
+`track_segment` runs one video segment: it decodes every frame from `warmup_s` before the
+segment's start (the background model and the tracker settle on frames the segment does not
+own) to a little after its end (a crossing that begins inside may confirm just after), and
+returns the tracks and crossings the segment owns: a crossing belongs to the segment whose own
+time range holds it, a track to the segment of its first crossing (else of its mid-life). So
+segments processed in parallel give the crossings of a whole-file run, and a track seen by two
+segments is reported once: stitched, not doubled.
+
+Counting follows supervision's LineZone: the anchor is the box's bottom-centre, the side is the
+sign of the cross product with the line, and a crossing holds only once the anchor has stayed
+on the new side for `cross_s` (jitter at the line does not count); "in" is the side where the
+cross product is negative (for a left-to-right line: moving up the picture). Unlike LineZone,
+a track counts at most once per line and direction, must first be seen on its starting side,
+and keeps its state while its id lives. Unconfirmed tracks (id -1) never count.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from typing import Iterator
+
+import av
+import numpy as np
+from av.video.reformatter import VideoReformatter
+
+from recog import storage, video
+from recog.detect import Detections, LearnedDetector, MotionDetector, MotionParams, stacked, working_size
+from recog.geometry import parse_line, parse_points
+
+MAX_FOLLOW_S = 30.0  # a segment follows the vehicles it owns at most this long past its end
+
+# ---- lines ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TrackingSettings:
+    """Everything `track_segment` needs besides the video; JSON-able (it travels to Ray tasks)."""
+
+    lines: tuple[str, ...] = ()  # "name=x1,y1,x2,y2" specs
+    roi: str | None = None  # "x1,y1,x2,y2,x3,y3,..." polygon, fractions
+    detector: str = "motion"
+    detector_weights: str | None = None
+    motion: MotionParams = MotionParams()
+    lost_s: float = 1.0  # a lost track is kept this long (stop-and-go, occlusion)
+    confirm_s: float = 0.12  # a track is confirmed after this long of consecutive matches
+    min_iou: float = 0.1  # vehicles at 12.5 fps move much of their length per frame
+    cross_s: float = 0.1  # the anchor must stay on the new side this long
+    max_new_per_s: float = 8.0  # more new tracks per second than this is a phantom flood
+    crops_per_track: int = 3
+    crop_stride: int = 2  # consider a crop every this many observations of a track
+
+    def warmup_s(self) -> float:
+        """Seconds before a segment's start it decodes: MOG2 converges to its whole-file state on
+        the scale of its history (cold, it learns fast and differently), and the tracker needs
+        its lost-track buffer. Measured on the shared clips: see tests/integration/test_vehicles.py."""
+        return max(2.0, 0.5 * self.motion.history_s) + self.lost_s if self.detector == "motion" else 2 * self.lost_s
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrackingSettings":
+        return cls(**{**d, "lines": tuple(d["lines"]), "motion": MotionParams(**d["motion"])})
+
+
+class LineCounter:
+    """Crossings of one named line by confirmed tracks, in working pixels."""
+
+    def __init__(self, name: str, line: tuple[float, float, float, float], size: tuple[int, int], min_frames: int):
+        w, h = size
+        self.name = name
+        self.a, self.b = np.array([line[0] * w, line[1] * h]), np.array([line[2] * w, line[3] * h])
+        self.v = self.b - self.a
+        self.length2 = float(self.v @ self.v)
+        # which anchor coordinate the side test leans on (more than 30 degrees from parallel)
+        self.uses_x = abs(self.v[1]) > 0.5 * math.sqrt(self.length2)
+        self.uses_y = abs(self.v[0]) > 0.5 * math.sqrt(self.length2)
+        self.min_frames = max(1, min_frames)
+        self.reference: dict[int, list] = {}  # track -> [side, observations on it]
+        self.run: dict[int, list] = {}  # track -> [new side, observations, first time, first frame]
+        self.counted: set[tuple[int, str]] = set()
+
+    def sides(self, anchors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(on the "in" side, within the line's extent and off the line) per anchor."""
+        d = anchors - self.a
+        cross = self.v[0] * d[:, 1] - self.v[1] * d[:, 0]
+        along = (d @ self.v) / self.length2
+        return cross < 0, (along >= 0) & (along <= 1) & (cross != 0)
+
+    def update(self, ids, anchors: np.ndarray, t: float, frame: int, valid: np.ndarray | None = None) -> list[dict]:
+        """The crossings that hold from this frame; `valid` marks anchors to trust (a box cut by the
+        frame's edge has its anchor in the wrong place)."""
+        if not len(ids):
+            return []
+        side_in, usable = self.sides(anchors)
+        if valid is not None:
+            usable &= valid
+        events = []
+        for tid, s, ok in zip(ids, side_in.tolist(), usable.tolist()):
+            tid = int(tid)
+            if tid < 0 or not ok:
+                continue
+            ref = self.reference.setdefault(tid, [s, 0])
+            if s == ref[0]:
+                ref[1] += 1
+                self.run.pop(tid, None)
+                continue
+            if ref[1] < self.min_frames:  # never settled on its first side (born at the line): no crossing
+                self.reference[tid] = [s, 1]
+                self.run.pop(tid, None)
+                continue
+            run = self.run.get(tid)
+            if run is None or run[0] != s:
+                run = self.run[tid] = [s, 0, t, frame]
+            run[1] += 1
+            if run[1] >= self.min_frames:
+                self.reference[tid] = [s, run[1]]
+                del self.run[tid]
+                direction = "in" if s else "out"
+                if (tid, direction) not in self.counted:
+                    self.counted.add((tid, direction))
+                    events.append({"line": self.name, "direction": direction, "track": tid, "t": run[2], "frame": run[3]})
+        return events
+
+
+# ---- tracks ---------------------------------------------------------------------------------------
+
+@dataclass
+class Track:
+    """What one vehicle did in a segment, in the segment's local track numbering."""
+
+    number: int
+    first_t: float
+    first_frame: int
+    entry: tuple[float, float]  # anchor when first confirmed, fractions of the frame
+    last_t: float = 0.0
+    last_frame: int = 0
+    exit: tuple[float, float] = (0.0, 0.0)
+    frames_seen: int = 0
+    suspect: bool = False  # confirmed during a phantom flood: not counted
+    crossings: list = field(default_factory=list)
+    crops: list = field(default_factory=list)  # [quality, t, frame, box (full pixels), RGB pixels], best first
+
+    def owner_time(self) -> float:
+        """The time that decides which segment reports this track: its first crossing (so that a
+        crossing and its vehicle are reported together), else when it was first seen."""
+        counted = [c["t"] for c in self.crossings if "duplicate_of" not in c]
+        return min(counted) if counted else self.first_t
+
+
+def heading(entry: tuple[float, float], exit_: tuple[float, float]) -> tuple[str, float | None]:
+    """Direction of travel in the picture: a word (up, down-left, ...) and degrees (0 = right,
+    90 = down); ("still", None) when the vehicle hardly moved."""
+    dx, dy = exit_[0] - entry[0], exit_[1] - entry[1]
+    if math.hypot(dx, dy) < 0.02:
+        return "still", None
+    degrees = math.degrees(math.atan2(dy, dx)) % 360
+    words = ("right", "down-right", "down", "down-left", "left", "up-left", "up", "up-right")
+    return words[int((degrees + 22.5) // 45) % 8], round(degrees, 1)
+
+
+def square_box(box, size: tuple[int, int], margin: float = 0.1) -> list[int]:
+    """The box grown to a square with a margin, as the classifier's training crops are, kept inside the frame."""
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    side = max(box[2] - box[0], box[3] - box[1]) * (1 + 2 * margin)
+    side = min(side, size[0], size[1])
+    x0 = min(max(0.0, cx - side / 2), size[0] - side)
+    y0 = min(max(0.0, cy - side / 2), size[1] - side)
+    return [int(x0), int(y0), int(math.ceil(x0 + side)), int(math.ceil(y0 + side))]
+
+
+@dataclass
+class SegmentResult:
+    tracks: list[Track]  # owned by the segment
+    crossings: list[dict]  # counted, owned by the segment, in time order
+    flags: list[dict]  # global changes, exposure changes, phantom floods
+    frames: int  # decoded and processed, warm-up included
+    fps: float
+    size: tuple[int, int]  # full frame
+    error: str | None = None
+
+
+def _flag(flags: list, kind: str, t: float, frame: int, **info) -> None:
+    """Start a flag, or extend the last one of this kind when it ended a frame or two ago."""
+    last = next((f for f in reversed(flags) if f["kind"] == kind), None)
+    if last is not None and frame - last["end_frame"] <= 2:
+        last.update(end_t=t, end_frame=frame, **info)
+    else:
+        flags.append({"kind": kind, "start_t": t, "end_t": t, "start_frame": frame, "end_frame": frame, **info})
+
+
+class SegmentTracker:
+    """Detection + tracking + counting + best crops over the frames of one segment, in order."""
+
+    def __init__(self, settings: TrackingSettings, size: tuple[int, int], fps: float, start: float, end: float,
+                 detector=None):
+        import cv2
+        import trackers
+
+        self.cv2, self.s, self.fps, self.full = cv2, settings, fps, size
+        self.small = working_size(*size, settings.motion.proc_width)
+        self.start, self.end = start, end
+        self.detector = detector or MotionDetector(self.small, fps, settings.motion,
+                                                   parse_points(settings.roi, "--roi", 3) if settings.roi else None)
+        self.tracker = trackers.ByteTrackTracker(
+            lost_track_buffer=max(1, round(settings.lost_s * 30)),  # counted in 30 fps frames, scaled by frame_rate
+            frame_rate=fps, track_activation_threshold=0.7,
+            minimum_consecutive_frames=max(2, round(settings.confirm_s * fps)),
+            minimum_iou_threshold=settings.min_iou, high_conf_det_threshold=0.6)
+        self.min_cross = max(2, round(settings.cross_s * fps))
+        self.counters = [LineCounter(name, line, self.small, self.min_cross) for name, line in map(parse_line, settings.lines)]
+        self.tracks: dict[int, Track] = {}
+        self.numbers: dict[int, int] = {}  # tracker id -> number in order of confirmation (tracker ids are process-wide)
+        self.crossings, self.flags = [], []
+        self.new_tracks = collections.deque()
+        self.flood_until = -1.0
+
+    def done(self, t: float) -> bool:
+        """Whether frames at time `t` are past what the segment needs: its end, plus long enough
+        for a crossing begun inside to hold, plus as long as a track it owns is still in view (up
+        to MAX_FOLLOW_S), so that its vehicles' rows are whole."""
+        if t < self.end + (self.min_cross + 2) / self.fps:
+            return False
+        if t >= self.end + MAX_FOLLOW_S:
+            return True
+        return not any(self.start <= tr.owner_time() < self.end and tr.last_t >= t - self.s.lost_s
+                       for tr in self.tracks.values())
+
+    def step(self, t: float, frame: int, small: np.ndarray, detections: Detections, full_rgb) -> None:
+        """One frame: its detections into the tracker, the confirmed tracks into the counters."""
+        import supervision as sv
+
+        if detections.global_change:
+            _flag(self.flags, "global_change", t, frame)
+        if isinstance(self.detector, MotionDetector) and abs(self.detector.gain - 1.0) > 0.15:
+            _flag(self.flags, "exposure_change", t, frame, gain=round(self.detector.gain, 3))
+        if not len(detections.boxes) and not self.tracker.tracks:
+            return
+        out = self.tracker.update(sv.Detections(xyxy=detections.boxes.astype(np.float32),
+                                                confidence=detections.confidence.astype(np.float32)))
+        ids = out.tracker_id if out.tracker_id is not None else np.zeros(0, int)
+        confirmed = ids >= 0
+        ids, boxes = ids[confirmed], out.xyxy[confirmed]
+        numbers = np.array([self._number(int(i), t, frame) for i in ids], dtype=np.int64)
+        anchors = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, boxes[:, 3]], 1) if len(boxes) else np.zeros((0, 2))
+        w, h = self.small
+        for n, box, anchor in zip(numbers, boxes, anchors):
+            track = self.tracks[int(n)]
+            track.last_t, track.last_frame = t, frame
+            track.exit = (float(anchor[0] / w), float(anchor[1] / h))
+            if not track.frames_seen:
+                track.entry = track.exit
+            track.frames_seen += 1
+            if track.frames_seen % self.s.crop_stride == 1 or self.s.crop_stride == 1:
+                self._consider_crop(track, box, small, full_rgb, t, frame)
+        cut_x = (boxes[:, 0] <= 1) | (boxes[:, 2] >= w - 1) if len(boxes) else np.zeros(0, bool)
+        cut_y = boxes[:, 3] >= h - 1 if len(boxes) else np.zeros(0, bool)
+        by_number = {int(n): b for n, b in zip(numbers, boxes)}
+        for counter in self.counters:
+            for event in counter.update(numbers, anchors, t, frame, ~((cut_x & counter.uses_x) | (cut_y & counter.uses_y))):
+                self._record(event, by_number)
+
+    def _number(self, tracker_id: int, t: float, frame: int) -> int:
+        """This segment's number for a tracker id; a new track is checked against the flood guard."""
+        if tracker_id in self.numbers:
+            return self.numbers[tracker_id]
+        number = self.numbers[tracker_id] = len(self.numbers)
+        self.tracks[number] = Track(number, t, frame, entry=(0.0, 0.0))
+        self.new_tracks.append(t)
+        while self.new_tracks and self.new_tracks[0] < t - 1.0:
+            self.new_tracks.popleft()
+        if len(self.new_tracks) > self.s.max_new_per_s and self.flood_until < t:
+            self.flags.append({"kind": "phantom_flood", "start_t": t, "start_frame": frame,
+                               "new_tracks_last_s": len(self.new_tracks)})
+            self.flood_until = t + 1.0
+            if isinstance(self.detector, MotionDetector):
+                self.detector.absorb_faster(int(self.fps))
+        self.tracks[number].suspect = t <= self.flood_until
+        return number
+
+    def _consider_crop(self, track: Track, box, small: np.ndarray, full_rgb, t: float, frame: int) -> None:
+        """Keep the crop if it is among the track's best: large, sharp, not cut by the frame's edge."""
+        cv2 = self.cv2
+        w, h = self.small
+        x0, y0, x1, y1 = max(0, int(box[0])), max(0, int(box[1])), min(w, math.ceil(box[2])), min(h, math.ceil(box[3]))
+        if x1 - x0 < 4 or y1 - y0 < 4:
+            return
+        grey = cv2.cvtColor(small[y0:y1, x0:x1], cv2.COLOR_BGR2GRAY)
+        edge = x0 <= 1 or y0 <= 1 or x1 >= w - 1 or y1 >= h - 1
+        quality = float((x1 - x0) * (y1 - y0) * cv2.Laplacian(grey, cv2.CV_32F).var()) * (0.25 if edge else 1.0)
+        if len(track.crops) >= self.s.crops_per_track and quality <= track.crops[-1][0]:
+            return
+        pixels = full_rgb()  # the full-resolution frame, converted only when a crop is kept
+        sx, sy = self.full[0] / w, self.full[1] / h
+        full_box = square_box((x0 * sx, y0 * sy, x1 * sx, y1 * sy), self.full)
+        crop = pixels[full_box[1]:full_box[3], full_box[0]:full_box[2]].copy()
+        track.crops.append([quality, t, frame, [int(x0 * sx), int(y0 * sy), int(x1 * sx), int(y1 * sy)], crop])
+        track.crops.sort(key=lambda c: -c[0])
+        del track.crops[self.s.crops_per_track:]
+
+    def _record(self, event: dict, boxes: dict) -> None:
+        """A crossing: a fragment of a larger vehicle's box is a duplicate; one by a suspect track
+        is not counted; the segment counts only those in its own time range."""
+        track = self.tracks[event["track"]]
+        track.crossings.append(event)
+        box = boxes[event["track"]]
+        area = (box[2] - box[0]) * (box[3] - box[1])
+        gap = 2 * self.s.motion.merge_gap_frac * self.small[0]
+        for other, b in boxes.items():
+            if other != event["track"] and (b[2] - b[0]) * (b[3] - b[1]) > area and stacked(b, box, gap):
+                event["duplicate_of"] = other
+                return
+        if not track.suspect and self.start <= event["t"] < self.end:
+            self.crossings.append(event)
+
+    def result(self, frames: int, error: str | None = None) -> SegmentResult:
+        owned = [tr for tr in self.tracks.values() if self.start <= tr.owner_time() < self.end]
+        return SegmentResult(owned, sorted(self.crossings, key=lambda c: c["t"]), self.flags, frames, self.fps, self.full, error)
+
+
+def track_segment(seg: video.Segment, settings: TrackingSettings, opts: storage.StorageOptions, detector=None,
+                  batch: int = 8) -> SegmentResult:
+    """Every frame of a segment (and its warm-up) through detection, tracking and counting."""
+    warmup = Fraction(settings.warmup_s()).limit_denominator(1000)
+    read_from = max(Fraction(0), seg.start - warmup)
+    end = float(seg.end) if seg.end is not None else math.inf
+    try:
+        container = video.open_video(seg.uri, opts)
+    except FileNotFoundError:
+        return SegmentResult([], [], [], 0, 0.0, (0, 0), "video disappeared after it was listed")
+    except av.FFmpegError as e:
+        return SegmentResult([], [], [], 0, 0.0, (0, 0), f"cannot open video: {e}")
+    with container:
+        if not container.streams.video or container.streams.video[0].codec_context is None:
+            return SegmentResult([], [], [], 0, 0.0, (0, 0), "no video stream this FFmpeg build can decode")
+        stream = container.streams.video[0]
+        stream.codec_context.thread_count = 1  # one CPU per task; parallelism comes from segments
+        fps = video.frame_rate(stream)
+        size = (stream.codec_context.width, stream.codec_context.height)
+        if detector is None and settings.detector != "motion":
+            detector = LearnedDetector(settings.detector, settings.detector_weights, opts)
+        tracker = SegmentTracker(settings, size, fps, float(seg.start), end, detector)
+        small_rf, full_rf = VideoReformatter(), VideoReformatter()  # one scaler each: a new one per frame costs more than decoding
+        errors, coverage, frames, pending = [], [Fraction(-1)], 0, []
+
+        def run(chunk):
+            learned = isinstance(tracker.detector, LearnedDetector)
+            found = tracker.detector([f.to_ndarray(format="rgb24") for _, _, f, _ in chunk]) if learned else None
+            for i, (t, index, frame, small) in enumerate(chunk):
+                detections = found[i].scaled(tracker.small[0] / size[0], tracker.small[1] / size[1]) if learned \
+                    else tracker.detector(small, index)
+                full = _once(lambda frame=frame: full_rf.reformat(frame, format="rgb24").to_ndarray())
+                tracker.step(t, index, small, detections, full)
+
+        previous = None
+        for ts, frame in video.frames_from(container, stream, video.Segment(seg.uri, seg.key, read_from, None), errors, coverage):
+            if ts < read_from:
+                continue
+            t = float(ts)
+            if tracker.done(t):
+                break
+            if previous is not None and t <= previous:  # repeated timestamps: count frames instead
+                t = previous + 1 / fps
+            previous = t
+            small = small_rf.reformat(frame, width=tracker.small[0], height=tracker.small[1], format="bgr24",
+                                      interpolation="AREA").to_ndarray()
+            pending.append((t, round(t * fps), frame, small))
+            frames += 1
+            if len(pending) >= (batch if isinstance(tracker.detector, LearnedDetector) else 1):
+                run(pending)
+                pending = []
+        run(pending)
+    problem = f"{len(errors)} packet(s) failed to decode: {errors[0]}" if errors else None
+    return tracker.result(frames, problem)
+
+
+def _once(make):
+    """A function that makes its value on the first call only."""
+    box = []
+
+    def get():
+        if not box:
+            box.append(make())
+        return box[0]
+
+    return get
+
+
+# ---- the Ray stage ---------------------------------------------------------------------------------
+
+def segment_records(seg: video.Segment, result: SegmentResult, segment_number: int) -> Iterator[dict]:
+    """The records of a tracked segment: one per kept crop of each track it owns (`frame`: the crop,
+    `meta`: the track as JSON), and a record with an error for a track without a usable crop."""
+    from PIL import Image
+
+    recorded_at = video.recorded_time(seg.recorded_at)
+    base = {"source_uri": seg.uri, "camera": seg.camera}
+    for track in sorted(result.tracks, key=lambda tr: tr.first_t):
+        track_id = segment_number * 1_000_000 + track.number
+        words, degrees = heading(track.entry, track.exit)
+        summary = {"track_id": track_id, "first_t": track.first_t, "last_t": track.last_t, "first_frame": track.first_frame,
+                   "last_frame": track.last_frame, "frames_seen": track.frames_seen, "entry": track.entry, "exit": track.exit,
+                   "direction": words, "heading_deg": degrees, "suspect": track.suspect,
+                   "crossings": [c for c in result.crossings if c["track"] == track.number],
+                   "crops": [{"quality": q, "t": t, "frame": f, "box": b} for q, t, f, b, _ in track.crops]}
+        key = f"{seg.key}#{track_id}"
+        if not track.crops:
+            yield {**base, "key": key, "meta": json.dumps(summary), "pts_s": track.first_t, "frame_index": track.first_frame,
+                   "wall_time": video.at(recorded_at, track.first_t), "error": "no usable crop (the vehicle was too small)"}
+        for _, t, frame, _, pixels in track.crops:
+            yield {**base, "key": key, "member": f"crop@{frame}", "meta": json.dumps(summary), "pts_s": t,
+                   "frame_index": frame, "wall_time": video.at(recorded_at, t), "frame": Image.fromarray(pixels)}
+
+
+def segment_summary(seg: video.Segment, result: SegmentResult) -> str:
+    """What a segment says about itself (its video, frames, rate, size, flags, decode problems), as
+    JSON: the `meta` of its unit's end record."""
+    return json.dumps({"source_uri": seg.uri, "camera": seg.camera, "recorded_at": seg.recorded_at, "frames": result.frames,
+                       "fps": result.fps, "size": result.size, "flags": result.flags, "error": result.error})
+
+
+def track_units(units, opts, prep, settings: dict, detector=None):
+    """The CPU (or, with a learned detector, GPU) stage of the vehicles job: each unit is a video
+    segment; its records (crops of the tracks it owns) become model input for the classifier."""
+    from recog import preprocess, sources
+
+    tracking = TrackingSettings.from_dict(settings)
+    for row in units.to_pylist():
+        unit = sources.Unit.from_row(row)
+        seg = video.Segment.from_params(unit.params)
+        result = track_segment(seg, tracking, opts, detector)
+        records, summary = list(segment_records(seg, result, unit.params["number"])), segment_summary(seg, result)
+        records = [{**sources.blank_record(unit.source), **r, "unit_id": unit.unit_id, "record": i, "end": False}
+                   for i, r in enumerate(records)]
+        records.append({**sources.blank_record(unit.source, meta=summary), "unit_id": unit.unit_id,
+                        "record": len(records), "end": True})
+        for i in range(0, len(records), sources.RECORDS_PER_BLOCK):
+            yield preprocess.model_input(records[i:i + sources.RECORDS_PER_BLOCK], prep, sources.RECORD_SCHEMA)
+
+
+class DetectingTracker:
+    """The tracking stage as a Ray actor, for a learned detector: the model loads once per actor
+    (on its GPU when it has one), then each unit is tracked as `track_units` does."""
+
+    def __init__(self, opts, prep, settings: dict):
+        self.opts, self.prep, self.settings = opts, prep, settings
+        tracking = TrackingSettings.from_dict(settings)
+        self.detector = LearnedDetector(tracking.detector, tracking.detector_weights, opts)
+
+    def __call__(self, units):
+        yield from track_units(units, self.opts, self.prep, self.settings, self.detector)
