@@ -1,0 +1,284 @@
+"""The GPU measurement in one run (bench/gpu.sh installs and calls this): what the model can do,
+what decoding can do, and what recog does end to end, on this machine's GPU and all its cores.
+
+    model-only   images/s of forward passes on uint8 batches already on the device, through recog's
+                 Classifier (normalised on the device, channels-last, bf16 autocast): EfficientNet-Lite0
+                 and ResNet-50 at 224 px, batch 256 and the batch recog's probe picks, with and
+                 without torch.compile
+    decode       JPEG images/s: PIL with recog's reduced-size decoding on every CPU core against
+                 batched nvJPEG on the GPU (recog's --decode predictor path), on ImageNet-sized photos
+                 and on 1080p frames
+    recog        the image job end to end (Ray Data -> predictor actors -> Parquet) on photos and 1080p
+                 frames, --decode workers vs predictor, GPU busy % sampled during the run (NVML);
+                 skipped, with the reason, where Ray is not installed
+    ratios       end to end / model-only, end to end / decode ceiling
+
+Weights are random (speed does not depend on them, and nothing is downloaded). Figures are medians.
+
+    python bench/gpu.py --json gpu.json                         # on a GPU machine (bench/gpu.sh)
+    python bench/gpu.py --device cpu --tiny --json out.json     # CI: every path on a tiny input
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import io
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import torch
+
+from recog import models, preprocess
+from recog.predict import Classifier, probe_batch_size
+from recog.storage import StorageOptions
+
+PHOTOS = [Path(__file__).resolve().parents[2] / "shared" / "data" / "photos" / "imagenet",
+          Path(__file__).resolve().parents[1] / ".gpu" / "photos"]  # where bench/gpu.sh puts a copy
+ARCHS = ("efficientnet_lite0", "resnet50")
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def rate(fn, items: int, device: torch.device, min_s: float, repeat: int) -> float:
+    """Median items/s of `fn` over `repeat` timings of at least `min_s` each (after one warm-up call)."""
+    fn()
+    sync(device)
+    rates = []
+    for _ in range(repeat):
+        calls, t0 = 0, time.perf_counter()
+        while True:
+            fn()
+            calls += 1
+            sync(device)
+            elapsed = time.perf_counter() - t0
+            if elapsed >= min_s:
+                break
+        rates.append(calls * items / elapsed)
+    return statistics.median(rates)
+
+
+def spec_of(arch: str) -> models.ModelSpec:
+    return models.ModelSpec(arch, arch, models.imagenet_classes(), "imagenet", models.ARCHITECTURES[arch].preprocessing(), "", "random")
+
+
+def classifier(arch: str, device: str, compile: bool) -> Classifier:
+    """recog's Classifier around an untrained network of `arch` (no weights needed for speed)."""
+    return Classifier(spec_of(arch), None, device, compile=compile, net=models.ARCHITECTURES[arch].build(1000))
+
+
+def model_only(args, device: torch.device) -> list[dict]:
+    """Each architecture eager at --batch and at the batch the probe picks, then compiled at --batch
+    (one shape: each new shape would compile again)."""
+    rows = []
+
+    def measure(c: Classifier, arch: str, batch: int, compiled: bool, tuned: bool) -> None:
+        pixels = torch.randint(0, 256, (batch, 224, 224, 3), dtype=torch.uint8, device=device)
+        r = rate(lambda: c.probabilities(pixels), batch, device, args.min_s, args.repeat)
+        rows.append({"arch": arch, "compile": compiled, "batch": batch, "tuned": tuned, "images_per_s": round(r, 1)})
+        print(f"[gpu] model-only {arch} batch {batch}{' compiled' if compiled else ''}: {r:,.0f} images/s", flush=True)
+
+    for arch in ARCHS:
+        c = classifier(arch, device.type, False)
+        probe = probe_batch_size(c, 224, start=args.batch, limit=args.max_batch)
+        print(f"[gpu] {arch}: probe picked batch {probe.batch} ({probe.reason}); tried {probe.tried}", flush=True)
+        for batch in dict.fromkeys((args.batch, probe.batch)):
+            measure(c, arch, batch, False, batch == probe.batch)
+        rows[-1]["probe"] = probe.to_dict()
+        if args.compile:
+            measure(classifier(arch, device.type, True), arch, args.batch, True, args.batch == probe.batch)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return rows
+
+
+def photos(count: int) -> list[bytes]:
+    folder = next((p for p in PHOTOS if p.is_dir()), None)
+    if folder is None:
+        raise SystemExit(f"no photos: looked in {', '.join(map(str, PHOTOS))}")
+    data = [p.read_bytes() for p in sorted(folder.iterdir()) if p.suffix.lower() in (".jpg", ".jpeg")]
+    return [data[i % len(data)] for i in range(count)]
+
+
+def hd_frames(count: int) -> list[bytes]:
+    """1080p JPEG frames (quality 90), made from the photos scaled to 1920x1080."""
+    from PIL import Image
+
+    out = []
+    for data in photos(min(count, 24)):
+        buf = io.BytesIO()
+        Image.open(io.BytesIO(data)).convert("RGB").resize((1920, 1080), Image.Resampling.BICUBIC).save(buf, "JPEG", quality=90)
+        out.append(buf.getvalue())
+    return [out[i % len(out)] for i in range(count)]
+
+
+def _pil_decode(chunk: list[bytes]) -> int:
+    prep = models.ARCHITECTURES["efficientnet_lite0"].preprocessing()
+    for data in chunk:
+        preprocess.decode_image(data, prep)
+    return len(chunk)
+
+
+def decode(args, device: torch.device) -> dict:
+    """PIL on every core (a process each) vs nvJPEG in batches on the device, images/s."""
+    prep = models.ARCHITECTURES["efficientnet_lite0"].preprocessing()
+    cores = os.cpu_count() or 1
+    out = {}
+    for name, images in (("photos", photos(args.decode_count)), ("1080p", hd_frames(args.decode_count))):
+        chunks = [images[i::cores] for i in range(cores)]
+        with ProcessPoolExecutor(cores) as pool:
+            list(pool.map(_pil_decode, [c[:2] for c in chunks]))  # start the processes
+            t0 = time.perf_counter()
+            done = sum(pool.map(_pil_decode, chunks))
+            pil = done / (time.perf_counter() - t0)
+        batch = images[:args.batch]
+        gpu = rate(lambda b=batch: preprocess.decode_jpegs(b, prep, device), len(batch), device, args.min_s, args.repeat)
+        out[name] = {"pil_all_cores": round(pil, 1), "cores": cores, "device_batched": round(gpu, 1), "batch": len(batch)}
+        print(f"[gpu] decode {name}: PIL on {cores} cores {pil:,.0f} images/s, {device.type} batched {gpu:,.0f} images/s", flush=True)
+    return out
+
+
+class BusySampler:
+    """GPU utilisation (NVML) every 0.2 s while a run lasts; nothing where there is no NVML."""
+
+    def __init__(self):
+        self.samples: list[int] = []
+        self._stop = threading.Event()
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            self._nvml, self._handle = pynvml, pynvml.nvmlDeviceGetHandleByIndex(0)
+        except Exception:  # noqa: BLE001 - no NVML (CPU, or no driver): no samples
+            self._nvml = None
+
+    def __enter__(self):
+        if self._nvml:
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
+        return self
+
+    def _run(self):
+        while not self._stop.wait(0.2):
+            self.samples.append(self._nvml.nvmlDeviceGetUtilizationRates(self._handle).gpu)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+
+    def busy(self) -> float | None:
+        return round(statistics.mean(self.samples), 1) if self.samples else None
+
+
+def end_to_end(args, device: torch.device) -> dict:
+    """recog infer on local files (an object store is not needed to load the GPU), each image set
+    with --decode workers and predictor, after one run that starts Ray and is not kept."""
+    try:
+        import ray  # noqa: F401
+    except ImportError as e:
+        return {"skipped": f"Ray is not installed here ({e}); bench/gpu.sh installs the project first"}
+    from recog.config import InferConfig
+    from recog.pipeline import run_inference
+    from recog.shards import tar_bytes
+
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        model = str(Path(tmp) / "lite0-random")  # a model package: EfficientNet-Lite0, random weights
+        models.save_package(model, dataclasses.replace(spec_of("efficientnet_lite0"), name="lite0-random"),
+                            models.ARCHITECTURES["efficientnet_lite0"].build(1000).state_dict(), {}, StorageOptions())
+        sets = {"photos": lambda: photos(args.count), "1080p": lambda: hd_frames(args.hd_count)}
+        for name, images in ((n, sets[n]()) for n in args.sets.split(",")):
+            folder = Path(tmp) / name
+            folder.mkdir()
+            per = 256
+            for n in range(0, len(images), per):
+                (folder / f"shard-{n // per:06d}.tar").write_bytes(
+                    tar_bytes([(f"{i:08d}", {"jpg": images[i]}) for i in range(n, min(n + per, len(images)))]))
+            for decode_at in args.decodes.split(",") if not args.tiny else ("workers",) if name == "photos" else ("predictor",):
+                cfg = InferConfig(input=str(folder), output=str(Path(tmp) / f"out-{name}-{decode_at}"), decode=decode_at,
+                                  model=model, device=device.type, force=True)
+                if not out and not args.tiny:  # warm-up on one shard: Ray started, the model files cached
+                    run_inference(dataclasses.replace(cfg, input=str(folder / "shard-000000.tar"), output=f"{cfg.output}-warm-up"),
+                                  out=open(os.devnull, "w"))
+                with BusySampler() as sampler:
+                    t0 = time.perf_counter()
+                    manifest = run_inference(cfg, out=sys.stdout if args.job_output else open(os.devnull, "w"))
+                    seconds = time.perf_counter() - t0
+                rows = manifest["summary"]["rows"]
+                out[f"{name}/{decode_at}"] = {"images": rows, "seconds": round(seconds, 2), "images_per_s": round(rows / seconds, 1),
+                                              "gpu_busy_pct": sampler.busy()}
+                print(f"[gpu] recog {name} --decode {decode_at}: {rows / seconds:,.0f} images/s, GPU busy {sampler.busy()} %", flush=True)
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cuda", help="cuda or cpu (default cuda)")
+    p.add_argument("--tiny", action="store_true", help="tiny inputs and short timings: checks every path, measures nothing")
+    p.add_argument("--parts", default="model,decode,e2e", help="what to measure (default model,decode,e2e)")
+    p.add_argument("--count", type=int, default=20000, help="photos per end-to-end run (default 20000)")
+    p.add_argument("--hd-count", type=int, default=4000, help="1080p frames per end-to-end run (default 4000)")
+    p.add_argument("--sets", default="photos,1080p", help="image sets of the end-to-end runs (default photos,1080p)")
+    p.add_argument("--decodes", default="workers,predictor", help="--decode values of the end-to-end runs")
+    p.add_argument("--job-output", action="store_true", help="show the end-to-end jobs' own lines")
+    p.add_argument("--decode-count", type=int, default=4096, help="images per decode measurement (default 4096)")
+    p.add_argument("--batch", type=int, default=256, help="the fixed batch (default 256)")
+    p.add_argument("--max-batch", type=int, default=2048, help="largest batch the probe tries (default 2048)")
+    p.add_argument("--repeat", type=int, default=3, help="timings per figure; medians (default 3)")
+    p.add_argument("--min-s", type=float, default=1.0, help="seconds per timing at least (default 1)")
+    p.add_argument("--no-compile", dest="compile", action="store_false", help="skip the torch.compile figures")
+    p.add_argument("--json", type=Path, default=None)
+    args = p.parse_args()
+    if args.tiny:
+        args.count, args.hd_count, args.decode_count, args.batch, args.max_batch, args.repeat, args.min_s = 32, 16, 16, 8, 16, 1, 0.0
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("no CUDA device here: --device cpu --tiny checks the script on a CPU")
+    name = torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu"
+    print(f"[gpu] {name}, torch {torch.__version__}, {os.cpu_count()} CPU cores", flush=True)
+    figures = {"device": name, "torch": torch.__version__, "cpu_cores": os.cpu_count()}
+    parts = set(args.parts.split(","))
+    figures["model_only"] = model_only(args, device) if "model" in parts else []
+    figures["decode"] = decode(args, device) if "decode" in parts else {}
+    figures["recog"] = end_to_end(args, device) if "e2e" in parts else {"skipped": "not in --parts"}
+    best = {a: max(r["images_per_s"] for r in figures["model_only"] if r["arch"] == a and not r["compile"])
+            for a in ARCHS if figures["model_only"]}
+    ratios = {}
+    for key, run in figures["recog"].items():
+        if isinstance(run, dict) and best and figures["decode"]:
+            images = key.split("/")[0]
+            ceiling = max(figures["decode"][images]["pil_all_cores"], figures["decode"][images]["device_batched"])
+            ratios[key] = {"vs_model_only": round(run["images_per_s"] / best["efficientnet_lite0"], 3),
+                           "vs_decode_ceiling": round(run["images_per_s"] / ceiling, 3)}
+    figures["ratios"] = ratios
+    print("\nmodel-only (images/s, 224 px, bf16 on GPU, channels-last)")
+    for r in figures["model_only"]:
+        print(f"  {r['arch']:<20} batch {r['batch']:>5}{' (probed)' if r['tuned'] else '':<9} {'compiled' if r['compile'] else 'eager':<9} "
+              f"{r['images_per_s']:>10,.0f}")
+    print("decode (images/s)")
+    for k, d in figures["decode"].items():
+        print(f"  {k:<8} PIL on {d['cores']} cores {d['pil_all_cores']:>8,.0f}   {device.type} batched {d['device_batched']:>8,.0f}")
+    if "skipped" not in figures["recog"]:
+        print("recog end to end (images/s)")
+        for k, r in figures["recog"].items():
+            ratio = ratios.get(k)
+            print(f"  {k:<20} {r['images_per_s']:>8,.0f}  GPU busy {r['gpu_busy_pct']} %"
+                  + (f"  x{ratio['vs_model_only']} of model-only, x{ratio['vs_decode_ceiling']} of the decode ceiling" if ratio else ""))
+    else:
+        print(f"recog end to end: skipped ({figures['recog']['skipped']})")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
