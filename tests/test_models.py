@@ -1,4 +1,5 @@
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -34,6 +35,20 @@ def test_default_model_recognises_the_imagenet_vehicle_photos(shared_data):
     top1 = probs.argmax(axis=1)
     hits = sum(int(t) == int(p["split_or_index"]) for t, p in zip(top1, photos))
     assert hits >= 22, f"{hits}/{len(photos)} ImageNet classes right"
+
+
+def test_vehicle_types_still_says_not_vehicle(shared_data):
+    """Its own head knows six vehicle classes only; the ImageNet head of the same pass keeps the
+    judgement of vehicle or not: the ImageNet vehicle photos are vehicles, a portrait is not."""
+    matplotlib = pytest.importorskip("matplotlib")  # installed with supervision; its sample photo is a person
+    with open(shared_data / "photos" / "labels.csv") as f:
+        photos = [shared_data / r["path"] for r in csv.DictReader(f) if r["source"] == "imagenet"]
+    portrait = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    spec = models.resolve("vehicle-types")
+    pixels = np.stack([preprocess.decode_image(p.read_bytes(), spec.preprocessing)[0] for p in [*photos, portrait]])
+    names, _ = spec.labeler(0.1)(Classifier(spec, StorageOptions(), "cpu").probabilities(pixels))
+    assert names[-1] == "not_vehicle"
+    assert sum(n != "not_vehicle" for n in names[:-1]) >= 23, names  # 24/24 measured
 
 
 def _checkpoint(tmp_path, arch="resnet18", num_classes=3, wrap=False):
