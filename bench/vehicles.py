@@ -86,6 +86,9 @@ def whole_job(path: Path, lines: list[str], repeat: int) -> tuple[int, float]:
             t0 = time.perf_counter()
             run_inference(cfg, out=open(os.devnull, "w"))
             seconds.append(time.perf_counter() - t0)
+        import ray
+
+        ray.shutdown()  # its workers hold this store's credentials: the next clip starts a new store
     return decode_only(path), statistics.median(seconds[1:])
 
 
