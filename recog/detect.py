@@ -195,10 +195,10 @@ class LearnedDetector:
         import torchvision
 
         from recog.models.weights import read_weights, state_dict_from_bytes
+        from recog.predict import pick_device
 
         self.torch, self.min_score = torch, min_score
-        self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                                   "cpu" if device == "auto" else device)
+        self.device = pick_device(device)
         net = torchvision.models.get_model(arch, weights=None, weights_backbone=None, num_classes=91)
         net.load_state_dict(state_dict_from_bytes(read_weights(weights, opts), weights))
         self.net = net.eval().to(self.device)
