@@ -9,6 +9,7 @@
     recog jobs list | status ID | logs ID | stop ID
     recog query RESULTS "SELECT label, count(*) FROM results GROUP BY ALL"   # SQL over the results
     recog summary RESULTS --by camera,label | recog report RESULTS --out report.html
+    recog errors RESULTS | recog purge RESULTS --before 2026-01-01 [--camera C] [--dry-run]
     recog store serve | recog shards --from DIR --to PREFIX
 
 The job parsers are derived from the config dataclasses (recog.config); the entry points in jobs/
@@ -215,6 +216,55 @@ def report(args: argparse.Namespace) -> None:
           f"{time.monotonic() - t0:.1f} s")
 
 
+def errors_arguments(p: argparse.ArgumentParser) -> None:
+    results_arguments(p)
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table",
+                   help="table: counts by kind, then the rows; csv/json: the error rows (default: table)")
+    p.add_argument("--max-rows", type=positive_int, default=100, help="error rows a table shows (default: 100)")
+
+
+def errors(args: argparse.Namespace) -> None:
+    from recog.query import list_errors
+
+    results, _ = open_results(args)
+    list_errors(results, args.format, max_rows=args.max_rows)
+
+
+def day(text: str):
+    import datetime as dt
+
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a day as YYYY-MM-DD, not {text}") from None
+
+
+def purge_arguments(p: argparse.ArgumentParser) -> None:
+    results_arguments(p)
+    p.add_argument("--before", type=day, required=True, help="delete the rows of days before this one (UTC, YYYY-MM-DD)")
+    p.add_argument("--camera", default=None, help="only this camera's rows (default: every camera)")
+    p.add_argument("--dry-run", action="store_true", help="say what would be deleted, delete nothing (default: off)")
+
+
+def purge(args: argparse.Namespace) -> None:
+    from recog import table
+    from recog.errors import StorageError
+    from recog.storage import StorageOptions
+
+    opts = StorageOptions.from_env(args.endpoint_url)
+    names = [n for n in table.TABLES if table.exists(table.uri(args.results, n), opts)]
+    if not names:
+        raise StorageError(f"{args.results}: no recog tables here (results/, vehicles/ or crossings/ with a _delta_log)")
+    what = f"rows of days before {args.before}" + (f" of camera {args.camera!r}" if args.camera else "")
+    for name in names:
+        done = table.purge(table.uri(args.results, name), opts, args.before, args.camera, args.dry_run)
+        if args.dry_run:
+            print(f"[recog] {name}: would delete {done['rows']} {what} in {done['files']} file(s) (dry run: nothing deleted)")
+        else:
+            print(f"[recog] {name}: deleted {done['rows']} {what}; {done['deleted_files']} file(s) removed from storage"
+                  + (f" (table version {done['version']})" if "version" in done else ""))
+
+
 # ---- the cluster ----------------------------------------------------------------------------------
 
 def address_argument(p: argparse.ArgumentParser) -> None:
@@ -324,6 +374,15 @@ COMMANDS: dict[str, Command] = {
     "query": Command(query_arguments, query, "SQL over the results (DuckDB)",
                      "SQL (DuckDB) over the committed results. Views: results (one row per image or frame) and runs "
                      "(one row per committed run). Filter on camera and date to read less."),
+    "errors": Command(errors_arguments, errors, "the error rows of the results, by kind",
+                      "List the error rows (inputs that could not be labeled) of the results by kind (the text before "
+                      "the first colon), then the rows. `recog infer ... --retry-errors` redoes the units that hold "
+                      "them.\n\n    recog errors s3://archive/results/"),
+    "purge": Command(purge_arguments, purge, "delete the rows of days before a date (retention), and their files",
+                     "Delete the rows of every table under RESULTS recorded before --before (UTC day; of one --camera "
+                     "if given), in one Delta commit per table, then delete their files from storage (vacuum). "
+                     "Rows without a recording day are kept.\n\n    recog purge s3://archive/results/ --before 2026-01-01 "
+                     "--camera gate-3 --dry-run"),
     "summary": Command(summary_arguments, summary, "counts per label/camera/hour, errors, runs and models"),
     "report": Command(report_arguments, report, "an HTML report with charts and thumbnails per label",
                       "One self-contained HTML file: counts over time per label, per camera, score histograms, "

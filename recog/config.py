@@ -73,8 +73,14 @@ class InferConfig:
     output: str = option(None, "s3://bucket/prefix/ or a local path for the results", group="io", required=True,
                          default_help="")
     endpoint_url: str | None = option(None, ENDPOINT_HELP, group="io", default_help="AWS_ENDPOINT_URL, else AWS")
-    force: bool = option(False, "redo the units an earlier run of the same job committed", group="io",
-                         action="store_true", default_help="resume: skip them")
+    force: bool = option(False, "redo the units an earlier run of the same job committed, replacing their rows",
+                         group="io", action="store_true", default_help="resume: skip them")
+    retry_errors: bool = option(False, "redo only the committed units that hold error rows (and those not yet "
+                                "committed), replacing their rows", group="io", action="store_true", default_help="off")
+    commit_units: int = option(300, "commit to the tables every this many finished units (or --commit-seconds)",
+                               group="io", type=positive_int)
+    commit_seconds: float = option(30.0, "... or every this many seconds, whichever comes first; a crash loses at "
+                                   "most the units not yet committed", group="io", type=positive_float)
     model: str = option(DEFAULT_MODEL, "a built-in model or architecture, or a model package (path or s3:// URI, "
                         "as recog train writes)", group="model")
     weights: str | None = option(None, "checkpoint (state dict) for an architecture without built-in weights, "
@@ -119,6 +125,8 @@ class InferConfig:
     def __post_init__(self):
         if (self.input is None) == (self.input_list is None):
             raise ConfigError("give the input as exactly one of --input or --input-list")
+        if self.force and self.retry_errors:
+            raise ConfigError("choose one of --force (redo every unit) or --retry-errors (redo units with error rows)")
         if sum((self.fps is not None, self.every_n is not None, self.keyframes)) > 1:
             raise ConfigError("choose one way to sample frames: --fps, --every-n or --keyframes")
 

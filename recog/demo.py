@@ -137,7 +137,7 @@ def sample_inputs(data: Path | None, per_class: int = 40, shards: int = 4) -> di
 def run_summary(table: pa.Table, manifest: dict) -> str:
     """A short text summary of a run's results, as read back from Parquet."""
     rows = table.to_pylist()
-    lines = [f"{len(rows)} rows read back from {len(manifest['files'])} Parquet file(s); "
+    lines = [f"{len(rows)} rows read back from {manifest['summary']['files']} Parquet file(s); "
              f"{manifest['summary']['errors']} error(s); {manifest['rows_per_s']} images/s"]
     counts: dict[str, int] = {}
     for r in rows:
@@ -210,7 +210,8 @@ def run_demo(workdir: Path, keep_store: bool = False, drawn: bool = False) -> di
         output = f"s3://{BUCKET}/results"
         manifest = run_inference(InferConfig(input=f"s3://{BUCKET}/inputs/", output=output))
         print("[demo] " + run_summary(sink.read_run(output, manifest, opts), manifest).replace("\n", "\n[demo] "))
-        print(f"[demo] Parquet: {output}/camera=*/date=*/part-*.parquet, manifest {output}/_runs/{manifest['run_id']}.json")
+        print(f"[demo] Delta table: {output}/results (Parquet in camera=*/date=*/, log in _delta_log/), "
+              f"run record {output}/_runs/{manifest['run_id']}.json")
         footage = run_inference(InferConfig(input=f"s3://{BUCKET}/footage/", output=output, media="video",
                                             fps=1.0, segment_seconds=10))
         print("[demo] footage: " + footage_report(sink.read_run(output, footage, opts)))

@@ -1,10 +1,12 @@
-"""The inference job as one chain: find units -> read -> preprocess -> predict -> sink.
+"""The inference job as one chain: find units -> read -> preprocess -> predict -> write -> commit.
 
 `run_inference(cfg)` is what `recog infer`, `recog footage` and `python -m jobs.<name>` call.
 Everything that can fail without a cluster (credentials, missing input, unknown model) is checked
-first (`prepare`); then Ray Data streams the units through CPU tasks (read + decode) into a pool
-of predictor actors, and the labeled rows back to the driver, which writes one Parquet file per
-unit as it completes (`label_units`); last, the run manifest commits the run (`commit_run`).
+first (`prepare`), with which units the output's tables already hold; then Ray Data streams the
+units to do through CPU tasks (read + decode) into a pool of predictor actors and on to writer
+tasks, which write each complete unit's files and hand only their add-records to the driver; the
+driver commits those to the Delta tables in batches (`label_units`), and last writes the run
+record (`commit_run`).
 """
 
 from __future__ import annotations
@@ -14,21 +16,21 @@ import json
 import sys
 from dataclasses import dataclass
 
-import pyarrow.compute as pc
-
-from recog import models, sink, storage
+from recog import models, sink, storage, table
 from recog.config import InferConfig
 from recog.errors import JobFailed, StorageError
 from recog.media import MEDIA, fingerprint
 from recog.models import ModelSpec
 from recog.predict import Predictor
 from recog.progress import Progress
-from recog.runtime import PredictorPool, describe_cluster, init_ray, largest_node_cpus, ray_messages, units_dataset
+from recog.runtime import WRITER_CPUS, PredictorPool, describe_cluster, init_ray, largest_node_cpus, ray_messages, units_dataset
 from recog.sources import Inputs, Unit
 
 
-def build_pipeline(units: list[Unit], spec: ModelSpec, pool: PredictorPool, cfg: InferConfig):
-    """The Ray Data chain, every stage with its resources in one place."""
+def build_pipeline(units: list[Unit], spec: ModelSpec, pool: PredictorPool, cfg: InferConfig, run_id: str):
+    """The Ray Data chain, every stage with its resources in one place. Each unit travels as one
+    block from the read stage on (batch_size=None below keeps blocks whole), so that the writer
+    sees complete units."""
     import ray.data
 
     read = MEDIA[cfg.media].read_stage(cfg, spec, pool)
@@ -37,13 +39,13 @@ def build_pipeline(units: list[Unit], spec: ModelSpec, pool: PredictorPool, cfg:
         # read + decode + resize (or, for vehicles, track): CPU tasks, one unit (shard, image group,
         # video segment) each; for a learned detector, actors on the GPUs
         .map_batches(read.pop("fn"), batch_size=1, batch_format="pyarrow", **read)
-        # the model: a pool of actors, each with its own GPU (or CPUs)
+        # the model: a pool of actors, each with its own GPU (or CPUs), pool.batch_size rows a call
         .map_batches(
             Predictor,
             fn_constructor_kwargs={"spec": spec, "opts": cfg.storage, "device": pool.device, "topk": cfg.topk,
-                                   "min_vehicle_score": cfg.min_vehicle_score,
+                                   "min_vehicle_score": cfg.min_vehicle_score, "batch_size": pool.batch_size,
                                    "threads": pool.threads, "compile": cfg.compile},
-            batch_size=pool.batch_size,
+            batch_size=None,
             batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=pool.actors),
             num_cpus=pool.cpus_per_actor,
@@ -53,21 +55,36 @@ def build_pipeline(units: list[Unit], spec: ModelSpec, pool: PredictorPool, cfg:
             # leave the model's CPUs decoding and the rest idle.
             memory=pool.memory,
         )
+        # the tables: CPU tasks write each complete unit's Parquet files to storage; only their
+        # add-records (a few hundred bytes a file) go on to the driver
+        .map_batches(
+            sink.write_units,
+            fn_kwargs={"output": cfg.output, "run_id": run_id, "opts": cfg.storage, "tables": MEDIA[cfg.media].tables(cfg)},
+            batch_size=None,
+            batch_format="pyarrow",
+            num_cpus=WRITER_CPUS,
+        )
     )
 
 
 @dataclass
 class Work:
-    """An inference job ready to run: its model, the units found, and those still to do."""
+    """An inference job ready to run: its model, the units found, those an earlier run committed
+    (taken over as they are), and those still to do."""
 
     spec: ModelSpec
     found: Inputs
-    earlier: dict[str, dict]  # unit id -> commit record, of units an earlier run committed
+    status: sink.UnitStatus
+    earlier: set[str]
     todo: list[Unit]
+
+    @property
+    def digest(self) -> str:
+        return sink.units_digest([u.unit_id for u in self.found.units])
 
 
 def prepare(cfg: InferConfig, out=sys.stdout) -> Work:
-    """Check access and the model, find the units, and leave out those already committed."""
+    """Check access and the model, find the units, and leave out those the tables already hold."""
     opts, media = cfg.storage, MEDIA[cfg.media]
     files = storage.check_access(cfg.source, cfg.output, opts, cfg.input_list is not None)
     spec = models.resolve(cfg.model, cfg.weights, list(cfg.classes) if cfg.classes else None, opts)
@@ -76,63 +93,73 @@ def prepare(cfg: InferConfig, out=sys.stdout) -> Work:
         raise StorageError(f"{cfg.source}: no {media.wanted} found")
     print(f"[recog] {media.describe(cfg, found)}; model {spec.name} {spec.version}"
           + (f"; ignored {len(found.ignored)} other file(s)" if found.ignored else ""), file=out, flush=True)
-    # Resume: units an earlier run of this job committed are taken over, not redone.
-    earlier = {} if cfg.force else sink.committed_units(cfg.output, [u.unit_id for u in found.units], opts)
+    # Resume: units the tables hold are taken over, not redone (unless forced, or holding errors).
+    status = sink.unit_status(cfg.output, media.tables(cfg).names, [u.unit_id for u in found.units], opts)
+    earlier = set() if cfg.force else set(status.committed) - (status.with_errors if cfg.retry_errors else set())
     todo = [u for u in found.units if u.unit_id not in earlier]
-    if earlier:
+    if cfg.retry_errors:
+        print(f"[recog] --retry-errors: {len(status.with_errors)} committed unit(s) hold error rows; "
+              f"{len(todo)} to do", file=out, flush=True)
+    elif earlier:
         print(f"[recog] {len(earlier)} of {len(found.units)} unit(s) already committed by an earlier run; "
               f"{len(todo)} to do (--force redoes them all)", file=out, flush=True)
-    return Work(spec, found, earlier, todo)
+    return Work(spec, found, status, earlier, todo)
 
 
-def label_units(work: Work, cfg: InferConfig, writer: sink.UnitWriter, progress: Progress, out=sys.stdout) -> PredictorPool:
-    """Stream the units to do through the Ray pipeline; the writer commits each unit as it completes."""
+def label_units(work: Work, cfg: InferConfig, run: sink.RunCommitter, progress: Progress, out=sys.stdout) -> PredictorPool:
+    """Stream the units to do through the Ray pipeline; the run commits their files in batches."""
     import ray
 
     init_ray(cfg.ray_address)
     pool = MEDIA[cfg.media].pool(ray.cluster_resources(), cfg, largest_node_cpus())
     print(f"[recog] cluster {describe_cluster(ray.cluster_resources())}: {pool.describe()}", file=out, flush=True)
     try:
-        for batch in build_pipeline(work.todo, work.spec, pool, cfg).iter_batches(batch_format="pyarrow", batch_size=None):
-            completed = writer.add(batch)
-            inputs = batch.num_rows - pc.sum(batch.column("end")).as_py()  # end-of-unit records are no input
-            progress.update(units=len(completed), rows=inputs, errors=batch.num_rows - batch.column("error").null_count)
+        for records in build_pipeline(work.todo, work.spec, pool, cfg, run.run_id).iter_batches(batch_format="pyarrow",
+                                                                                               batch_size=None):
+            new = set(run.add(records))
+            first = [r for r in records.to_pylist() if r["unit_id"] in new and r["table"] == run.names[0]]
+            inputs = {r["unit_id"]: r["inputs"] for r in first}
+            progress.update(units=len(new), rows=sum(inputs.values()), errors=sum(r["errors"] for r in first))
+        run.close()
     except Exception as e:
-        units_written = writer.summary.units - writer.summary.resumed_units
-        raise JobFailed(f"the job stopped after committing {units_written} of {len(work.todo)} unit(s): {_cause(e)}. "
+        run.stop()
+        raise JobFailed(f"the job stopped after committing {len(run.committed)} of {len(work.todo)} unit(s): {_cause(e)}. "
                         f"Committed units are kept: run the same command again to do the rest.") from e
     return pool
 
 
 def run_inference(cfg: InferConfig, out=sys.stdout) -> dict:
-    """Run the inference job end to end; return the run manifest."""
+    """Run the inference job end to end; return its run record."""
     started = dt.datetime.now(dt.timezone.utc)
     media = MEDIA[cfg.media]
     print(f"[recog] {media.job} job {json.dumps(cfg.to_dict())}", file=out, flush=True)
     work = prepare(cfg, out)
-    if not work.todo and (finished := _run_covering(cfg.output, set(work.earlier), cfg.storage)):
+    if not work.todo and (finished := _run_covering(cfg.output, work.digest, cfg.storage)):
         print(f"[recog] nothing to do: every unit is committed, run {finished['run_id']} "
               f"({finished['summary']['rows']} rows); nothing written. --force reprocesses.", file=out, flush=True)
         return finished
 
-    writer = sink.UnitWriter(cfg.output, sink.new_run_id(), cfg.storage, media.tables(cfg))
-    writer.adopt(list(work.earlier.values()))
+    run = sink.RunCommitter(cfg.output, sink.new_run_id(), cfg.storage, media.tables(cfg).names,
+                            cfg.commit_units, cfg.commit_seconds)
+    run.replacing({u.unit_id for u in work.todo})
+    run.adopt(work.status, work.earlier)
     progress = Progress(len(work.todo), label=media.noun, stream=out)
     pool = None
     if work.todo:
         with ray_messages(media.job, cfg.verbose, out):
-            pool = label_units(work, cfg, writer, progress, out)
-    return commit_run(cfg, work, writer, pool, started, progress, out)
+            pool = label_units(work, cfg, run, progress, out)
+    return commit_run(cfg, work, run, pool, started, progress, out)
 
 
-def commit_run(cfg: InferConfig, work: Work, writer: sink.UnitWriter, pool: PredictorPool | None,
+def commit_run(cfg: InferConfig, work: Work, run: sink.RunCommitter, pool: PredictorPool | None,
                started: dt.datetime, progress: Progress, out=sys.stdout) -> dict:
-    """Write the run manifest (the run's commit) and say what the run did."""
-    media, summary = MEDIA[cfg.media], writer.summary
+    """Write the run record (the run's commit) and say what the run did."""
+    media = MEDIA[cfg.media]
     elapsed = progress.elapsed()
-    rows_labeled = summary.rows - sum(r["rows"] for r in work.earlier.values())  # by this run, not adopted
+    resumed_rows = sum(r["rows"] for u in work.earlier for r in work.status.committed[u] if r["table"] == run.names[0])
+    rows_labeled = run.summary.rows - resumed_rows  # by this run, not taken over
     rate = rows_labeled / elapsed if work.todo and elapsed else None
-    manifest_uri = writer.commit({
+    uri, manifest = run.finish({
         "job": media.job, "status": "committed",
         "started_at": started.isoformat(), "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(),
         "elapsed_s": round(elapsed, 3), "rows_per_s": round(rate, 2) if rate is not None else None,
@@ -140,14 +167,15 @@ def commit_run(cfg: InferConfig, work: Work, writer: sink.UnitWriter, pool: Pred
                                                                   "class_names": None if work.spec.taxonomy == "imagenet"
                                                                   else list(work.spec.classes)},
         "resources": pool.__dict__ if pool else None, "inputs": work.found.counts(),
-    })
+    }, work.digest)
+    summary = run.summary
     labels = ", ".join(f"{k} {v}" for k, v in summary.labels.most_common())
-    print(f"[recog] run {writer.run_id}: {summary.rows} rows in {len(writer.committed)} file(s), {summary.errors} error(s), "
+    print(f"[recog] run {run.run_id}: {summary.rows} rows in {summary.files} file(s), {summary.errors} error(s), "
           f"{rate or 0:.1f} {media.row_noun}/s"
           + (f" ({summary.resumed_units} unit(s) from an earlier run)" if summary.resumed_units else "")
           + f" | {labels}", file=out, flush=True)
-    print(f"[recog] results: {cfg.output}  manifest: {manifest_uri}", file=out, flush=True)
-    manifest = json.loads(storage.read_bytes(manifest_uri, cfg.storage))
+    tables = ", ".join(f"{table.uri(cfg.output, name)} v{v}" for name, v in manifest["tables"].items())
+    print(f"[recog] tables: {tables}  run record: {uri}", file=out, flush=True)
     for line in media.report(cfg, manifest):
         print(f"[recog] {line}", file=out, flush=True)
     return manifest
@@ -161,9 +189,9 @@ def _cause(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[-1] if text else ''}"
 
 
-def _run_covering(output: str, unit_ids: set[str], opts: storage.StorageOptions) -> dict | None:
-    """A committed run whose files include every one of `unit_ids`, if any (the newest)."""
+def _run_covering(output: str, digest: str, opts: storage.StorageOptions) -> dict | None:
+    """The newest finished run of the same units (the same job), if any."""
     for run in reversed(sink.committed_runs(output, opts)):
-        if unit_ids <= {f["unit_id"] for f in run["files"]}:
+        if run.get("units_digest") == digest:
             return run
     return None

@@ -132,14 +132,23 @@ class Predictor:
     """Ray Data map_batches class: preprocessed rows in, labeled rows out (pixels dropped)."""
 
     def __init__(self, spec: ModelSpec, opts: StorageOptions, device: str = "auto", topk: int = 5,
-                 min_vehicle_score: float | None = 0.1, threads: int | None = None, compile: bool = False):
-        self.spec = spec
+                 min_vehicle_score: float | None = 0.1, threads: int | None = None, compile: bool = False,
+                 batch_size: int | None = None):
+        self.spec, self.batch_size = spec, batch_size
         self.classifier = Classifier(spec, opts, device, threads, compile)
         self.label = spec.labeler(min_vehicle_score)
         self.classes = np.asarray(spec.classes, dtype=object)
         self.topk = min(topk, len(spec.classes))
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
+    def __call__(self, block: pa.Table) -> pa.Table:
+        """A whole block (one or more complete units, so that they reach the writer whole), labeled
+        `batch_size` rows per model call."""
+        step = self.batch_size or block.num_rows or 1
+        parts = [self.classify(block.slice(i, step)) for i in range(0, block.num_rows, step)]
+        return pa.concat_tables(parts) if parts else self.classify(block)
+
+    def classify(self, batch: pa.Table) -> pa.Table:
+        """One model call's rows: labeled, pixels dropped."""
         n = batch.num_rows
         errors = batch.column("error").to_pylist()
         ok = np.asarray(batch.column("error").is_null()) & ~np.asarray(batch.column("end").to_numpy(zero_copy_only=False))

@@ -1,14 +1,13 @@
-"""SQL over the results: DuckDB on a pyarrow dataset of the files that committed runs list.
+"""SQL over the results: DuckDB on pyarrow datasets of the Delta tables' committed files.
 
-DuckDB reads through pyarrow's filesystems (local paths, any S3 endpoint, the jobs' credentials),
-so no DuckDB extension is fetched at run time. Filters and column lists are pushed into the
-dataset scan, and every file carries its partition (camera, date) from the run manifest: a query
-filtered on camera or date opens only the files of those partitions. Files of runs that did not
-commit are not listed in any manifest and so are never seen.
+Each table of an output (`results`: one row per image or frame; `vehicles` and `crossings`: the
+vehicles job's) is a Delta table; its live files come from its log, so files of runs that did not
+commit are never seen. DuckDB reads them through pyarrow's filesystems (local paths, any S3
+endpoint, the jobs' credentials), so no DuckDB extension is fetched at run time. Filters and column
+lists are pushed into the scan, and every file carries its partition (camera, date) from the log:
+a query filtered on camera or date opens only the files of those partitions.
 
-Views: `results` (one row per image or frame, the output schema), `vehicles` and `crossings`
-(the vehicles job's tables), those of them the committed runs wrote; and `runs` (one row per
-committed run).
+Views: those of `results`, `vehicles` and `crossings` that exist, and `runs` (one row per finished run).
 """
 
 from __future__ import annotations
@@ -20,10 +19,9 @@ import sys
 from typing import TextIO
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from recog import sink, storage
+from recog import sink, table
 from recog.errors import QueryError, StorageError
 from recog.storage import StorageOptions
 
@@ -36,40 +34,17 @@ DIMENSIONS = {
 }
 
 
-def partition_expression(entry: dict) -> ds.Expression:
-    """What every row of a manifest's file satisfies: its camera and day. (Arrow also fills these
-    columns from it, so it must be exact.)"""
-    expr = ds.scalar(True)
-    for name in ("camera", "date"):
-        if name not in entry:  # a manifest from before partitions: no promise
-            continue
-        value = entry[name]
-        if name == "date" and value is not None:
-            value = dt.date.fromisoformat(value)
-        expr = expr & (pc.field(name).is_null() if value is None else pc.field(name) == value)
-    return expr
-
-
-def table_datasets(output: str, opts: StorageOptions, runs: list[dict] | None = None,
-                   filesystem=None) -> dict[str, ds.Dataset]:
-    """The committed files under `output`, one dataset per table. `filesystem` replaces the one the
-    URI implies (the tests count file opens through it)."""
-    from recog.vehicles import CROSSINGS_SCHEMA, VEHICLES_SCHEMA
-
-    runs = sink.committed_runs(output, opts) if runs is None else runs
-    if not runs:
-        raise StorageError(f"{output}: no committed runs here (a run commits by writing _runs/<run_id>.json "
-                           f"when it finishes; is this the --output of a recog job?)")
-    entries = {f["file"]: f for run in runs for f in run["files"]}  # a re-run rewrites the same files
-    fs, base = storage.filesystem(output, opts)
-    schemas = {"results": sink.OUTPUT_SCHEMA, "vehicles": VEHICLES_SCHEMA, "crossings": CROSSINGS_SCHEMA}
+def table_datasets(output: str, opts: StorageOptions, filesystem=None) -> dict[str, ds.Dataset]:
+    """The committed files of each table under `output`, one dataset per table. `filesystem`
+    replaces the one the URI implies (the tests count file opens through it)."""
     datasets = {}
-    for table, schema in schemas.items():
-        files = [e for e in entries.values() if e.get("table", "results") == table]
-        if files:
-            datasets[table] = ds.FileSystemDataset.from_paths(
-                [f"{base.rstrip('/')}/{e['file']}" for e in files], schema=schema, format=ds.ParquetFileFormat(),
-                filesystem=filesystem or fs, partitions=[partition_expression(e) for e in files])
+    for name in table.TABLES:
+        uri = table.uri(output, name)
+        if table.exists(uri, opts):
+            datasets[name] = table.dataset(table.load(uri, opts), sink.schema_of(name), opts, filesystem=filesystem)
+    if not datasets:
+        raise StorageError(f"{output}: no recog tables here (results/, vehicles/ or crossings/ with a _delta_log; "
+                           f"is this the --output of a recog job?)")
     return datasets
 
 
@@ -77,8 +52,11 @@ def runs_table(runs: list[dict]) -> pa.Table:
     rows = [{"run_id": r["run_id"], "job": r.get("job"), "model": r.get("model", {}).get("name"),
              "model_version": r.get("model", {}).get("version"), "started_at": r.get("started_at"),
              "finished_at": r.get("finished_at"), "rows": r["summary"]["rows"], "errors": r["summary"]["errors"],
-             "files": len(r["files"]), "input": r.get("config", {}).get("input")} for r in runs]
-    return pa.Table.from_pylist(rows)
+             "files": r["summary"].get("files"), "input": r.get("config", {}).get("input")} for r in runs]
+    schema = pa.schema([("run_id", pa.string()), ("job", pa.string()), ("model", pa.string()), ("model_version", pa.string()),
+                        ("started_at", pa.string()), ("finished_at", pa.string()), ("rows", pa.int64()),
+                        ("errors", pa.int64()), ("files", pa.int64()), ("input", pa.string())])
+    return pa.Table.from_pylist(rows, schema=schema)
 
 
 class Results:
@@ -89,7 +67,7 @@ class Results:
         import duckdb
 
         self.runs = sink.committed_runs(output, opts)
-        self.datasets = table_datasets(output, opts, self.runs, filesystem)
+        self.datasets = table_datasets(output, opts, filesystem)
         self.con = duckdb.connect()
         for name, dataset in self.datasets.items():
             self.con.register(name, dataset)
@@ -196,6 +174,36 @@ def summarize(results: Results, by: list[str], out: TextIO | None = None) -> Non
         summarize_results(results, by, out)
     if results.has("vehicles"):
         summarize_vehicles(results, out)
+
+
+def list_errors(results: Results, fmt: str = "table", out: TextIO | None = None, max_rows: int = 100) -> int:
+    """`recog errors`: error rows by kind (the text before the first colon) per table, then the rows
+    themselves. Returns the number of error rows."""
+    out = out or sys.stdout
+    total = 0
+    for name in ("results", "vehicles"):
+        if not results.has(name):
+            continue
+        kinds = results.sql(f"SELECT split_part(error, ':', 1) AS kind, count(*) AS rows, count(DISTINCT unit_id) AS units, "
+                            f"min(source_uri) AS example FROM {name} WHERE error IS NOT NULL GROUP BY ALL ORDER BY rows DESC, kind")
+        n = sum(kinds.column("rows").to_pylist())
+        total += n
+        if fmt != "table":
+            write(results.sql(f"SELECT '{name}' AS table_name, * EXCLUDE (topk_labels, topk_scores) FROM {name} "
+                              f"WHERE error IS NOT NULL ORDER BY source_uri") if name == "results" else
+                  results.sql(f"SELECT '{name}' AS table_name, camera, source_uri, error, unit_id, run_id FROM {name} "
+                              f"WHERE error IS NOT NULL ORDER BY source_uri"), fmt, out)
+            continue
+        out.write(f"{name}: {n} error row(s)" + (" by kind:\n" if n else "\n"))
+        if n:
+            write(kinds, "table", out)
+            key = "coalesce(key, member)" if name == "results" else "CAST(track_id AS VARCHAR)"
+            out.write("\n")
+            write(results.sql(f"SELECT source_uri, {key} AS item, error FROM {name} WHERE error IS NOT NULL "
+                              f"ORDER BY source_uri, item"), "table", out, max_rows=max_rows)
+    if fmt == "table" and total:
+        out.write("\nrun the job again with --retry-errors to redo the units that hold them, replacing their rows\n")
+    return total
 
 
 def summarize_results(results: Results, by: list[str], out: TextIO) -> None:

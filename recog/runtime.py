@@ -24,6 +24,7 @@ GPU_ACTOR_MEMORY = 2 << 30  # bytes of RAM reserved per predictor actor (torch, 
 CPU_ACTOR_MEMORY = 1 << 30  # a CPU actor's resident size with EfficientNet-Lite0 at batch 16, rounded up
 MODEL_SHARE = 0.75
 DECODE_TASK_CPUS = 0.25
+WRITER_CPUS = 0.25  # a writer task: Parquet encoding and a PUT per file, a small part of a unit's work
 # CPU batches stay small: larger ones were slower per image here (activations fall out of cache).
 GPU_BATCH, CPU_BATCH = 256, 16
 LOG_DIR = Path(os.environ.get("RECOG_LOG_DIR", "recog-data/logs"))
@@ -118,6 +119,9 @@ def units_dataset(units: list):
     ctx = ray.data.DataContext.get_current()  # datasets carry the context they were made in
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
+    # No block shaping: each task's output stays one block, so a unit (one task's work) reaches the
+    # predictor and the writer whole, however big it is (the writer fails loudly if one ever does not).
+    ctx.target_max_block_size = None
     return ray.data.from_items([u.to_row() for u in units], override_num_blocks=max(1, len(units)))
 
 

@@ -1,17 +1,19 @@
-"""Sink: labeled rows -> Parquet files per unit in camera/date partitions, then a run manifest written last.
+"""Sink: a complete unit's labeled rows -> its tables' files (on workers) -> Delta commits (on the driver).
 
-Rows (no pixels: a few hundred bytes each) stream back to the driver, which gathers them per
-unit. A unit is complete when its end-of-unit record has arrived and every record before it;
-its rows are then sorted and written as `camera=<camera>/date=<day>/part-<unit_id>.parquet`
-(one file per camera and day the unit's rows fall in), a name fixed by the unit's inputs and the
-model, so writing a unit twice replaces files rather than adding duplicates. Rows that arrive
-twice (a retried task) are dropped by record number.
+The predictor hands each unit on whole (one block: the read stage emits a unit as one block, and
+the stages after it keep blocks whole). A writer task (`write_units`) checks that the block's units
+are complete (records 0..end all there), turns each into its tables (`results`, or the vehicles
+job's `vehicles` and `crossings`), writes their Parquet files straight to storage and returns only
+add-records: the driver never sees a labeled row.
 
-Commits happen at two levels. A unit commits when its record `_units/<unit_id>.json` (its files,
-their partitions, its counts) is written after its files: a re-run skips committed units, so a
-crash loses only the units in flight. The run commits when its manifest `_runs/<run_id>.json`
-(every file of every unit of the job, its configuration and summary) is written after all its
-units. Readers (recog query) see only files that committed run manifests list.
+The driver's `RunCommitter` commits the add-records per table in batches (every `commit_units`
+units or `commit_seconds`, whichever comes first; a batch takes whatever arrived while the previous
+commit ran, so commits keep up however fast units arrive). A unit is committed when it is in every
+table of its job: a rerun skips those (`unit_status`) and redoes the rest, and every commit removes
+the live files of the units it adds, so a unit redone after a crash between two tables' commits,
+with --force or --retry-errors, is replaced, never doubled. Last, a small run record
+`_runs/<run_id>.json` (configuration, model, summary, the table versions the run committed, the run
+ids its rows carry; no file list) says the run finished.
 """
 
 from __future__ import annotations
@@ -19,17 +21,16 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import hashlib
-import io
 import json
 import secrets
-import urllib.parse
+import threading
+import time
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from recog import storage
+from recog import storage, table
 from recog.storage import StorageOptions
 
 OUTPUT_SCHEMA = pa.schema([
@@ -60,22 +61,25 @@ OUTPUT_SCHEMA = pa.schema([
 ])
 
 
+RECORD_SCHEMA = pa.schema([  # one add-record: a file a worker wrote, for the driver to commit
+    ("table", pa.string()), ("unit_id", pa.string()), ("run_id", pa.string()), ("path", pa.string()),
+    ("size", pa.int64()), ("modification_time", pa.int64()), ("camera", pa.string()), ("date", pa.string()),
+    ("stats", pa.string()), ("rows", pa.int64()), ("errors", pa.int64()), ("labels", pa.string()),
+    ("inputs", pa.int64()),  # the unit's labeled inputs (for progress), on each of its records
+])
+
+
 def new_run_id() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
-NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"  # Hive's name for "no value", which Spark and DuckDB read as null
+def schema_of(name: str) -> pa.Schema:
+    """The schema of table `name`."""
+    if name == "results":
+        return OUTPUT_SCHEMA
+    from recog.vehicles import CROSSINGS_SCHEMA, VEHICLES_SCHEMA
 
-
-def unit_file(unit_id: str, camera: str | None = None, date: dt.date | None = None, table: str = "results") -> str:
-    """Where a unit's rows of one camera and day go, relative to the output prefix: `results` at the
-    top, other tables (the vehicles job's) in a folder of their name."""
-    cam = NULL_PARTITION if camera is None else urllib.parse.quote(camera, safe="")
-    if len(cam) > 120:  # path segments have limits; the manifest keeps the full value
-        cam = cam[:100] + "~" + hashlib.sha256(camera.encode()).hexdigest()[:16]
-    day = NULL_PARTITION if date is None else date.isoformat()
-    folder = "" if table == "results" else f"{table}/"
-    return f"{folder}camera={cam}/date={day}/part-{unit_id}.parquet"
+    return {"vehicles": VEHICLES_SCHEMA, "crossings": CROSSINGS_SCHEMA}[name]
 
 
 def to_output(rows: pa.Table, run_id: str) -> pa.Table:
@@ -86,28 +90,49 @@ def to_output(rows: pa.Table, run_id: str) -> pa.Table:
     return pa.table({f.name: rows.column(f.name).cast(f.type) for f in OUTPUT_SCHEMA}, schema=OUTPUT_SCHEMA)
 
 
-def results_table(rows: pa.Table, run_id: str) -> dict[str, pa.Table]:
-    """The image and footage jobs' table: a row per input, end-of-unit records left out."""
-    return {"results": to_output(rows.filter(pc.invert(rows.column("end"))), run_id)}
+class ResultsTable:
+    """The image and footage jobs' table maker: a row per input, end-of-unit records left out."""
+
+    names = ("results",)
+
+    def __call__(self, rows: pa.Table, run_id: str) -> dict[str, pa.Table]:
+        return {"results": to_output(rows.filter(pc.invert(rows.column("end"))), run_id)}
 
 
-def partitions(table: pa.Table) -> list[tuple[str | None, dt.date | None, pa.Table]]:
-    """A unit's rows split by (camera, date), in record order within each; one empty part for no rows."""
-    if table.num_rows == 0:
-        return [(None, None, table)]
-    keys = list(zip(table.column("camera").to_pylist(), table.column("date").to_pylist()))
-    out = []
-    for camera, date in dict.fromkeys(keys):
-        mask = [k == (camera, date) for k in keys]
-        out.append((camera, date, table.filter(pa.array(mask))))
+results_table = ResultsTable()
+
+
+class IncompleteUnit(RuntimeError):
+    """A block reached the writer with part of a unit: writing it would commit a partial unit."""
+
+
+def complete_units(block: pa.Table) -> dict[str, pa.Table]:
+    """The units of a block, each in record order; raises IncompleteUnit unless every unit in it is
+    whole (records 0..end, each once, end last)."""
+    out = {}
+    for unit in pc.unique(block.column("unit_id")).to_pylist():
+        rows = block.filter(pc.equal(block.column("unit_id"), unit)).sort_by("record")
+        records = rows.column("record").to_pylist()
+        ends = [r for r, end in zip(records, rows.column("end").to_pylist()) if end]
+        if len(ends) != 1 or records != list(range(ends[0] + 1)):
+            raise IncompleteUnit(
+                f"unit {unit} reached the writer incomplete (records {records[:3]}..{records[-3:]} of 0..{ends or '?'}): "
+                f"every stage must pass a unit on as one block. Is the unit bigger than Ray Data's "
+                f"target_max_block_size (fewer --images-per-unit or shorter --segment-seconds)?")
+        out[unit] = rows
     return out
 
 
-@dataclass
-class _Pending:
-    parts: list[pa.Table] = field(default_factory=list)
-    seen: set[int] = field(default_factory=set)
-    total: int | None = None  # records in the unit, known once its end record arrived
+def write_units(block: pa.Table, output: str, run_id: str, opts: StorageOptions, tables=results_table) -> pa.Table:
+    """The writer stage (a Ray task per block): every complete unit of the block becomes its tables'
+    files in storage; returns their add-records (`RECORD_SCHEMA`), a few hundred bytes a file."""
+    records = []
+    for unit, rows in complete_units(block).items():
+        inputs = rows.num_rows - pc.sum(rows.column("end")).as_py()
+        for name, rows_of_table in tables(rows, run_id).items():
+            for r in table.write_unit(table.uri(output, name), name, rows_of_table, schema_of(name), unit, run_id, opts):
+                records.append({**r, "inputs": inputs})
+    return pa.Table.from_pylist(records, schema=RECORD_SCHEMA)
 
 
 @dataclass
@@ -118,118 +143,209 @@ class Summary:
     labels: collections.Counter = field(default_factory=collections.Counter)
     resumed_units: int = 0  # of `units`, those committed by an earlier run and taken over
     tables: collections.Counter = field(default_factory=collections.Counter)  # rows per table
+    files: int = 0
 
-    def add(self, record: dict) -> None:
-        """Count a committed unit: rows, errors and labels of its first table, rows of every table."""
+    def add(self, first: str, records: list[dict]) -> None:
+        """Count a committed unit from its add-records: rows, errors and labels of its `first` table
+        (the job's main one), rows of every table."""
         self.units += 1
-        self.rows += record["rows"]
-        self.errors += record["errors"]
-        self.labels.update(record["labels"])
-        self.tables.update(record.get("tables", {"results": record["rows"]}))
+        self.files += len(records)
+        for r in records:
+            self.tables[r["table"]] += r["rows"]
+            if r["table"] == first:
+                self.rows += r["rows"]
+                self.errors += r["errors"]
+                self.labels.update(json.loads(r["labels"]))
 
     def to_dict(self) -> dict:
         return {"units": self.units, "rows": self.rows, "errors": self.errors, "labels": dict(self.labels.most_common()),
-                "resumed_units": self.resumed_units, "tables": dict(self.tables)}
+                "resumed_units": self.resumed_units, "tables": dict(self.tables), "files": self.files}
 
 
-def unit_record_uri(output: str, unit_id: str) -> str:
-    return storage.join(output, "_units", f"{unit_id}.json")
+@dataclass
+class UnitStatus:
+    """What the tables of a job hold of its units."""
+
+    committed: dict[str, list[dict]]  # unit id -> its live files (as add-records), for units in every table
+    partial: set[str]  # units in some of the job's tables but not all (a crash between two commits)
+    with_errors: set[str]  # committed units with error rows in the first table
 
 
-def committed_units(output: str, unit_ids: list[str], opts: StorageOptions) -> dict[str, dict]:
-    """The commit records of those of `unit_ids` that an earlier run finished (one listing, then
-    a parallel read of the records wanted)."""
-    from concurrent.futures import ThreadPoolExecutor
+def unit_status(output: str, names: tuple[str, ...], unit_ids: list[str], opts: StorageOptions) -> UnitStatus:
+    """Which of `unit_ids` the job's tables (`names`, the first being its main one) hold, from their
+    logs alone: a unit is committed when it is in every one of them."""
+    wanted = pa.array(sorted(set(unit_ids)), pa.string())
+    found: dict[str, dict[str, list[dict]]] = {}
+    for name in names:
+        uri = table.uri(output, name)
+        files = table.live_files(table.load(uri, opts)) if table.exists(uri, opts) else pa.table({})
+        by_unit: dict[str, list[dict]] = {}
+        if files.num_rows:
+            files = files.filter(pc.is_in(table.unit_ids(files), wanted))
+            for f in files.to_pylist():
+                n, ok = f["num_records"], f.get("null_count.error")  # rows, and rows without an error
+                by_unit.setdefault(f["min.unit_id"], []).append(
+                    {"table": name, "unit_id": f["min.unit_id"], "run_id": f.get("min.run_id"), "rows": n,
+                     "errors": n - ok if ok is not None else 0, "labels": "{}"})
+        found[name] = by_unit
+    everywhere = set.intersection(*(set(v) for v in found.values())) if found else set()
+    anywhere = set().union(*(set(v) for v in found.values()))
+    committed = {u: [r for name in names for r in found[name][u]] for u in everywhere}
+    with_errors = {u for u in everywhere if any(r["errors"] for r in found[names[0]][u])}
+    return UnitStatus(committed, anywhere - everywhere, with_errors)
 
-    wanted = set(unit_ids)
-    uris = [f.uri for f in storage.list_files(storage.join(output, "_units") + "/", opts)
-            if f.uri.rsplit("/", 1)[-1].removesuffix(".json") in wanted]
-    with ThreadPoolExecutor(16) as pool:
-        records = list(pool.map(lambda u: json.loads(storage.read_bytes(u, opts)), uris))
-    return {r["unit_id"]: r for r in records}
+
+def units_digest(unit_ids: list[str]) -> str:
+    """One value for a job's set of units: a rerun of the same job has the same."""
+    return hashlib.sha256("\n".join(sorted(unit_ids)).encode()).hexdigest()[:16]
 
 
-class UnitWriter:
-    """Gathers streamed rows per unit and writes each unit's files as soon as it is complete.
-    `tables` turns a complete unit's rows (its end record included) into the tables to write."""
+class RunCommitter:
+    """The driver's side of a run: takes the writers' add-records, commits them to each table in
+    batches on a thread of its own (so the driver keeps taking records while a commit runs), and
+    writes the run record last.
 
-    def __init__(self, output: str, run_id: str, opts: StorageOptions, tables=results_table):
-        self.output, self.run_id, self.opts, self.tables = output, run_id, opts, tables
-        self.pending: dict[str, _Pending] = {}
-        self.committed: list[dict] = []
+    A unit offered twice (a retried task wrote it again) is taken once; the second copy's files
+    stay orphans that no reader sees. A failed commit stops the run: `add` and `finish` raise it."""
+
+    def __init__(self, output: str, run_id: str, opts: StorageOptions, names: tuple[str, ...] = ("results",),
+                 commit_units: int = 300, commit_seconds: float = 30.0):
+        self.output, self.run_id, self.opts, self.names = output, run_id, opts, names
+        self.commit_units, self.commit_seconds = commit_units, commit_seconds
+        self.tables = {name: table.Committer(table.uri(output, name), schema_of(name), opts, run_id) for name in names}
         self.summary = Summary()
+        self.run_ids = {run_id}
+        self.versions = {name: c.dtable.version() for name, c in self.tables.items()}  # as this run leaves them
+        self.taken: set[str] = set()  # units whose records arrived
+        self.committed: set[str] = set()  # units in every table
+        self.commits = 0
+        self._pending: dict[str, list[dict]] = {}
+        self._cond = threading.Condition()
+        self._closing = False
+        self._error: BaseException | None = None
+        self._last = time.monotonic()
+        self._thread = threading.Thread(target=self._loop, name="recog-commits", daemon=True)
+        self._thread.start()
 
-    def add(self, batch: pa.Table) -> list[str]:
-        """Take a batch of labeled rows; return the ids of units it completed (and wrote)."""
-        done = []
-        for unit in pc.unique(batch.column("unit_id")).to_pylist():
-            rows = batch.filter(pc.equal(batch.column("unit_id"), unit))
-            p = self.pending.setdefault(unit, _Pending())
-            records = rows.column("record").to_pylist()
-            fresh = [r not in p.seen for r in records]
-            if not all(fresh):  # a retried task delivered some rows again
-                rows = rows.filter(pa.array(fresh))
-                records = [r for r, f in zip(records, fresh) if f]
-            p.seen.update(records)
-            ends = [r for r, end in zip(records, rows.column("end").to_pylist()) if end]
-            if ends:
-                p.total = ends[0]
-            p.parts.append(rows)
-            if p.total is not None and len(p.seen) == p.total + 1:
-                self._write(unit, pa.concat_tables(self.pending.pop(unit).parts, promote_options="permissive"))
-                done.append(unit)
-        return done
+    def replacing(self, units: set[str]) -> None:
+        """Units this run redoes: the commits that add them remove their earlier files."""
+        for committer in self.tables.values():
+            committer.replacing(units)
 
-    def _write(self, unit: str, rows: pa.Table) -> None:
-        """Write a complete unit's files, then its commit record. Its counts are those of its first table."""
-        tables = self.tables(rows, self.run_id)
-        files = []
-        for name, table in tables.items():
-            for camera, date, part in partitions(table):
-                buf = io.BytesIO()
-                pq.write_table(part, buf, compression="zstd")
-                path = unit_file(unit, camera, date, name)
-                storage.write_bytes(storage.join(self.output, path), buf.getvalue(), self.opts)
-                errors = part.num_rows - part.column("error").null_count if "error" in part.column_names else 0
-                files.append({"unit_id": unit, "table": name, "file": path, "camera": camera,
-                              "date": date.isoformat() if date else None, "rows": part.num_rows, "errors": errors})
-        first = next(iter(tables.values()))
-        labels = collections.Counter(v for v in first.column("label").to_pylist() if v is not None)
-        record = {"unit_id": unit, "run_id": self.run_id, "files": files, "rows": first.num_rows,
-                  "errors": first.num_rows - first.column("error").null_count, "labels": dict(labels),
-                  "tables": {name: t.num_rows for name, t in tables.items()}}
-        storage.write_bytes(unit_record_uri(self.output, unit), json.dumps(record).encode(), self.opts)
-        self._take(record)
+    def adopt(self, status: UnitStatus, units: set[str]) -> None:
+        """Units an earlier run committed: part of this run's summary without being redone. Their
+        labels are read from their files (the label column of the main table only)."""
+        labels = _labels_of(self.output, self.names[0], units, self.opts) if units else {}
+        for unit in units:
+            records = status.committed[unit]
+            first = [r for r in records if r["table"] == self.names[0]]
+            if first:
+                first[0] = {**first[0], "labels": json.dumps(labels.get(unit, {}))}
+            self.summary.add(self.names[0], first + [r for r in records if r["table"] != self.names[0]])
+            self.run_ids.update(r["run_id"] for r in records if r["run_id"])
+        self.summary.resumed_units += len(units)
 
-    def _take(self, record: dict) -> None:
-        self.committed += record["files"]
-        self.summary.add(record)
+    def add(self, records: pa.Table) -> list[str]:
+        """Take a block of add-records; return the units it brought (each at most once per run)."""
+        self._raise()
+        by_unit: dict[str, list[dict]] = {}
+        for r in records.to_pylist():
+            by_unit.setdefault(r["unit_id"], []).append(r)
+        new = [u for u in by_unit if u not in self.taken]
+        with self._cond:
+            for unit in new:
+                self._pending[unit] = by_unit[unit]
+                self.taken.add(unit)
+            self._cond.notify()
+        return new
 
-    def adopt(self, records: list[dict]) -> None:
-        """Units an earlier run committed: part of this run's manifest without being redone."""
-        for record in records:
-            self._take(record)
-        self.summary.resumed_units += len(records)
+    def _due(self) -> bool:
+        return self._closing or len(self._pending) >= self.commit_units or \
+            (self._pending and time.monotonic() - self._last >= self.commit_seconds)
 
-    def commit(self, manifest: dict) -> str:
-        """Write the run manifest (last, after every unit file); return its URI."""
-        if self.pending:
-            raise RuntimeError(f"{len(self.pending)} units are incomplete: {sorted(self.pending)[:5]}")
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._due(), timeout=max(0.1, self.commit_seconds / 10))
+                if not self._due():
+                    continue
+                batch, self._pending = self._pending, {}
+                closing = self._closing
+            if batch:
+                try:
+                    self._commit(batch)
+                except BaseException as e:  # noqa: BLE001 - handed to the driver's thread, which raises it
+                    self._error = e
+                    return
+            if closing and not self._pending:
+                return
+
+    def _commit(self, batch: dict[str, list[dict]]) -> None:
+        """One batch: one commit per table, in the job's table order (a crash between them leaves
+        units in some tables only, which a rerun redoes)."""
+        records = [r for rs in batch.values() for r in rs]
+        for name, committer in self.tables.items():
+            self.versions[name] = committer.commit([r for r in records if r["table"] == name])
+        self.commits += 1
+        for rs in batch.values():
+            self.summary.add(self.names[0], rs)
+        self.committed.update(batch)
+        self._last = time.monotonic()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def stop(self) -> None:
+        """Give up (the run failed): what is pending stays uncommitted, and the thread ends."""
+        with self._cond:
+            self._pending.clear()
+            self._closing = True
+            self._cond.notify()
+
+    def close(self) -> None:
+        """Commit what is pending and stop the commit thread."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        self._thread.join()
+        self._raise()
+
+    def finish(self, manifest: dict, digest: str) -> tuple[str, dict]:
+        """Commit what is pending, then write the run record (the run's own commit); return its URI and body."""
+        self.close()
         uri = storage.join(self.output, "_runs", f"{self.run_id}.json")
-        body = {**manifest, "run_id": self.run_id, "files": self.committed, "summary": self.summary.to_dict()}
+        body = {**manifest, "run_id": self.run_id, "summary": self.summary.to_dict(), "tables": dict(self.versions),
+                "run_ids": sorted(self.run_ids), "units_digest": digest}
         storage.write_bytes(uri, json.dumps(body, indent=1, default=str).encode(), self.opts)
-        return uri
+        return uri, body
+
+
+def _labels_of(output: str, name: str, units: set[str], opts: StorageOptions) -> dict[str, dict[str, int]]:
+    """Label counts per unit, read from the label column of those units' files in table `name`."""
+    dtable = table.load(table.uri(output, name), opts)
+    files = table.live_files(dtable)
+    files = files.filter(pc.is_in(table.unit_ids(files), pa.array(sorted(units), pa.string())))
+    rows = table.dataset(dtable, schema_of(name), opts, files=files).to_table(columns=["unit_id", "label"])
+    counts: dict[str, dict[str, int]] = {}
+    for r in rows.group_by(["unit_id", "label"]).aggregate([("label", "count")]).to_pylist():
+        if r["label"] is not None:
+            counts.setdefault(r["unit_id"], {})[r["label"]] = r["label_count"]
+    return counts
 
 
 def committed_runs(output: str, opts: StorageOptions) -> list[dict]:
-    """The manifests of the runs that committed under `output`, oldest first."""
+    """The records of the runs that finished under `output`, oldest first."""
     runs = [json.loads(storage.read_bytes(f.uri, opts))
             for f in storage.list_files(storage.join(output, "_runs") + "/", opts) if f.uri.endswith(".json")]
     return sorted((r for r in runs if r.get("status") == "committed"), key=lambda r: r["run_id"])
 
 
-def read_run(output: str, manifest: dict, opts: StorageOptions, table: str = "results") -> pa.Table:
-    """The rows of one table a run committed, read back from the Parquet files its manifest lists."""
-    tables = [pq.read_table(io.BytesIO(storage.read_bytes(storage.join(output, f["file"]), opts)))
-              for f in manifest["files"] if f.get("table", "results") == table]
-    return pa.concat_tables(tables) if tables else OUTPUT_SCHEMA.empty_table()
+def read_run(output: str, manifest: dict, opts: StorageOptions, name: str = "results") -> pa.Table:
+    """The rows of table `name` that a run's job holds: the table at the version the run left it,
+    the files of the run ids its rows carry (its own, and those of the units it took over)."""
+    version = manifest.get("tables", {}).get(name)
+    if version is None:
+        return table.delta_schema(schema_of(name)).empty_table()
+    dtable = table.load(table.uri(output, name), opts, version=version)
+    return table.dataset(dtable, schema_of(name), opts, run_ids=set(manifest["run_ids"])).to_table()

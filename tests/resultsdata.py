@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
-from pathlib import Path
 
 import pyarrow as pa
 
@@ -29,7 +27,14 @@ def labeled(unit: str, n: int, camera, start: dt.datetime | None, labels=("car",
 
 
 def write_run(output: str, units: list[pa.Table], commit: bool = True) -> dict | None:
-    w = sink.UnitWriter(output, sink.new_run_id(), StorageOptions())
-    for u in units:
-        w.add(u)
-    return json.loads(Path(w.commit({"job": "infer", "status": "committed", "model": {"name": "m", "version": "v1"}})).read_text()) if commit else None
+    """Write the units' files as the writer tasks do; with `commit`, commit them and the run as the
+    driver does (without it, the files are there and the tables do not hold them: a crashed run)."""
+    run_id = sink.new_run_id()
+    records = [sink.write_units(u, output, run_id, StorageOptions()) for u in units]
+    if not commit:
+        return None
+    run = sink.RunCommitter(output, run_id, StorageOptions())
+    for r in records:
+        run.add(r)
+    _, body = run.finish({"job": "infer", "status": "committed", "model": {"name": "m", "version": "v1"}}, "digest")
+    return body

@@ -124,5 +124,5 @@ def test_summary_and_mistakes_say_what_is_wrong(results_dir, capsys):
 def test_no_runs_is_a_clear_error(tmp_path):
     from recog.storage import StorageError
 
-    with pytest.raises(StorageError, match="no committed runs"):
+    with pytest.raises(StorageError, match="no recog tables here"):
         Results(str(tmp_path), StorageOptions())

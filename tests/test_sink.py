@@ -1,11 +1,14 @@
+import datetime as dt
 import json
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
-from recog.sink import OUTPUT_SCHEMA, UnitWriter, committed_units, unit_file
+from recog import sink, table
+from recog.sink import OUTPUT_SCHEMA, RunCommitter, read_run, unit_status, write_units
 from recog.storage import StorageOptions
+
+OPTS = StorageOptions()
 
 
 def rows(unit, records, total):
@@ -26,78 +29,145 @@ def rows(unit, records, total):
     })
 
 
-def test_units_are_written_when_complete_whatever_the_arrival_order(tmp_path):
-    w = UnitWriter(str(tmp_path), "run-1", StorageOptions())
-    assert w.add(pa.concat_tables([rows("a", [5, 4, 0], 5), rows("b", [1], 1)])) == []
-    assert w.add(rows("b", [0], 1)) == ["b"]
-    assert w.add(rows("a", [2, 3, 1], 5)) == ["a"]
-    table = pq.read_table(tmp_path / unit_file("a"))
-    assert table.schema.equals(OUTPUT_SCHEMA, check_metadata=False)
-    assert table.column("record").to_pylist() == [0, 1, 2, 3, 4]
-    assert set(table.column("run_id").to_pylist()) == {"run-1"}
+def commit(output, run_id, *blocks, **kw) -> tuple[RunCommitter, dict]:
+    run = RunCommitter(output, run_id, OPTS, **kw)
+    for b in blocks:
+        run.add(write_units(b, output, run_id, OPTS))
+    return run, run.finish({"job": "infer", "status": "committed"}, "d")[1]
 
 
-def test_rows_delivered_twice_are_written_once(tmp_path):
-    w = UnitWriter(str(tmp_path), "r", StorageOptions())
-    w.add(rows("a", [0, 1], 3))
-    w.add(rows("a", [1, 0], 3))  # a retried task sends them again
-    assert w.add(rows("a", [2, 3], 3)) == ["a"]
-    assert pq.read_table(tmp_path / unit_file("a")).column("record").to_pylist() == [0, 1, 2]
+def table_rows(output, name="results"):
+    return table.dataset(table.load(table.uri(output, name), OPTS), sink.schema_of(name), OPTS).to_table()
 
 
-def test_manifest_is_written_last_and_lists_the_files(tmp_path):
-    w = UnitWriter(str(tmp_path), "r7", StorageOptions())
-    w.add(rows("a", [0, 1, 2, 3], 3))
-    assert w.add(rows("empty", [0], 0)) == ["empty"]  # a unit with no inputs still completes
-    uri = w.commit({"job": "infer"})
-    manifest = json.loads(open(uri).read())
-    assert manifest["files"] == [
-        {"unit_id": "a", "table": "results", "file": unit_file("a"), "camera": None, "date": None, "rows": 3, "errors": 1},
-        {"unit_id": "empty", "table": "results", "file": unit_file("empty"), "camera": None, "date": None, "rows": 0, "errors": 0}]
+def test_a_block_of_complete_units_becomes_files_and_add_records(tmp_path):
+    out = str(tmp_path)
+    block = pa.concat_tables([rows("a", [3, 1, 0, 2], 3), rows("empty", [0], 0)], promote_options="permissive")
+    records = write_units(block, out, "run-1", OPTS)
+    assert records.schema.equals(sink.RECORD_SCHEMA)
+    by_unit = {r["unit_id"]: r for r in records.to_pylist()}
+    assert by_unit["a"]["rows"] == 3 and by_unit["a"]["errors"] == 1 and json.loads(by_unit["a"]["labels"]) == {"car": 2}
+    assert by_unit["empty"]["rows"] == 0  # a unit with no inputs still leaves a (0-row) file: its marker
+    assert json.loads(by_unit["empty"]["stats"])["minValues"]["unit_id"] == "empty"
+    for r in records.to_pylist():
+        assert r["path"].startswith("camera=__HIVE_DEFAULT_PARTITION__/date=__HIVE_DEFAULT_PARTITION__/part-")
+        assert (tmp_path / "results" / r["path"]).stat().st_size == r["size"]
+    assert not (tmp_path / "results" / "_delta_log").exists()  # written, not committed: no table yet
+
+
+def test_an_incomplete_unit_is_refused_loudly(tmp_path):
+    with pytest.raises(sink.IncompleteUnit, match="unit a reached the writer incomplete"):
+        write_units(rows("a", [0, 3], 3), str(tmp_path), "r", OPTS)
+    with pytest.raises(sink.IncompleteUnit):
+        write_units(rows("a", [0, 1], 3), str(tmp_path), "r", OPTS)  # no end record
+    assert not list(tmp_path.rglob("*.parquet"))
+
+
+def test_commits_make_rows_visible_and_the_run_record_lists_no_files(tmp_path):
+    out = str(tmp_path)
+    run, manifest = commit(out, "r7", rows("a", [0, 1, 2, 3], 3), rows("empty", [0], 0), commit_units=1)
     assert manifest["summary"] == {"units": 2, "rows": 3, "errors": 1, "labels": {"car": 2}, "resumed_units": 0,
-                                   "tables": {"results": 3}}
+                                   "tables": {"results": 3}, "files": 2}
+    assert "files" not in manifest and manifest["run_ids"] == ["r7"] and run.commits == 2
+    assert manifest["tables"]["results"] == 2  # created at 0, two commits
+    back = read_run(out, manifest, OPTS)
+    assert back.column("record").to_pylist() == [0, 1, 2] and set(back.column("run_id").to_pylist()) == {"r7"}
+    assert back.schema.field("wall_time").type == pa.timestamp("us", tz="UTC")  # Delta's unit
+    log = (tmp_path / "results" / "_delta_log" / "00000000000000000001.json").read_text()
+    assert '"txn":{"appId":"recog:r7","version":1' in log.replace(" ", "")
 
 
-def test_each_unit_commits_on_its_own_and_a_later_run_adopts_it(tmp_path):
-    first = UnitWriter(str(tmp_path), "r1", StorageOptions())
-    first.add(rows("a", [0, 1, 2, 3], 3))
-    first.add(rows("b", [0, 1], 2))  # b incomplete: the run "crashes" here, nothing else committed
-    done = committed_units(str(tmp_path), ["a", "b", "c"], StorageOptions())
-    assert set(done) == {"a"} and done["a"]["files"] == first.committed and done["a"]["labels"] == {"car": 2}
-    second = UnitWriter(str(tmp_path), "r2", StorageOptions())
-    second.adopt(list(done.values()))
-    second.add(rows("b", [0, 1, 2], 2))
-    manifest = json.loads(open(second.commit({"status": "committed"})).read())
-    assert [f["unit_id"] for f in manifest["files"]] == ["a", "b"]
+def test_a_unit_delivered_twice_is_committed_once(tmp_path):
+    out = str(tmp_path)
+    run = RunCommitter(out, "r", OPTS)
+    assert run.add(write_units(rows("a", [0, 1, 2], 2), out, "r", OPTS)) == ["a"]
+    assert run.add(write_units(rows("a", [0, 1, 2], 2), out, "r", OPTS)) == []  # a retried task wrote it again
+    run.finish({"status": "committed"}, "d")
+    assert table_rows(out).num_rows == 2
+    assert len(list((tmp_path / "results").rglob("*.parquet"))) == 2  # the copy is an orphan nobody reads
+
+
+def test_a_rerun_sees_committed_units_and_a_redo_replaces_rows(tmp_path):
+    out = str(tmp_path)
+    write_units(rows("b", [0, 1, 2], 2), out, "r1", OPTS)  # b written, never committed: the run "crashed"
+    commit(out, "r1", rows("a", [0, 1, 2, 3], 3))
+    status = unit_status(out, ("results",), ["a", "b", "c"], OPTS)
+    assert set(status.committed) == {"a"} and status.with_errors == {"a"} and not status.partial
+    assert status.committed["a"][0]["rows"] == 3 and status.committed["a"][0]["errors"] == 1
+
+    second = RunCommitter(out, "r2", OPTS)
+    second.replacing({"a", "b"})  # a redone (say --force), b done for the first time
+    second.adopt(status, set())
+    second.add(write_units(rows("a", [0, 1, 2, 3], 3), out, "r2", OPTS))
+    second.add(write_units(rows("b", [0, 1, 2], 2), out, "r2", OPTS))
+    manifest = second.finish({"status": "committed"}, "d")[1]
+    got = table_rows(out)
+    assert sorted(zip(got.column("unit_id").to_pylist(), got.column("run_id").to_pylist())) == \
+        [("a", "r2")] * 3 + [("b", "r2")] * 2  # a's rows replaced, not doubled
+    assert read_run(out, manifest, OPTS).num_rows == 5
+
+
+def test_adopted_units_count_in_the_summary_with_their_labels(tmp_path):
+    out = str(tmp_path)
+    commit(out, "r1", rows("a", [0, 1, 2, 3], 3))
+    status = unit_status(out, ("results",), ["a", "b"], OPTS)
+    run = RunCommitter(out, "r2", OPTS)
+    run.adopt(status, {"a"})
+    run.add(write_units(rows("b", [0, 1], 1), out, "r2", OPTS))
+    manifest = run.finish({"status": "committed"}, "d")[1]
     assert manifest["summary"]["units"] == 2 and manifest["summary"]["resumed_units"] == 1
+    assert manifest["summary"]["labels"] == {"car": 2} and manifest["summary"]["rows"] == 4
+    assert manifest["run_ids"] == ["r1", "r2"] and read_run(out, manifest, OPTS).num_rows == 4
 
 
-def test_rows_go_to_camera_and_day_partitions_that_stay_inside_the_output(tmp_path):
+def test_a_unit_in_some_tables_only_is_not_committed(tmp_path):
+    out = str(tmp_path)
+    from recog.vehicles import CROSSINGS_SCHEMA, VEHICLES_SCHEMA
+
+    recs = table.write_unit(table.uri(out, "vehicles"), "vehicles", VEHICLES_SCHEMA.empty_table(), VEHICLES_SCHEMA, "u", "r", OPTS)
+    table.Committer(table.uri(out, "vehicles"), VEHICLES_SCHEMA, OPTS, "r").commit(recs)
+    table.create(table.uri(out, "crossings"), CROSSINGS_SCHEMA, OPTS)
+    status = unit_status(out, ("vehicles", "crossings"), ["u"], OPTS)
+    assert status.committed == {} and status.partial == {"u"}  # crashed between the two tables' commits
+
+
+def test_rows_go_to_camera_and_day_partitions_that_stay_inside_the_table(tmp_path):
     batch = rows("a", [0, 1, 2, 3, 4], 4)
     cameras = pa.array(["gate-3", "../../etc", None, "gate-3"] + [None], pa.string())
     day = 1_700_000_000_000  # 2023-11-14 22:13:20 UTC
     times = pa.array([day, day, None, day + 7_200_000, None], pa.timestamp("ms", tz="UTC"))
     batch = batch.set_column(batch.schema.get_field_index("camera"), "camera", cameras)
     batch = batch.set_column(batch.schema.get_field_index("wall_time"), "wall_time", times)
-    w = UnitWriter(str(tmp_path), "r", StorageOptions())
-    assert w.add(batch) == ["a"]
-    files = {f["file"]: f for f in w.committed}
-    assert set(files) == {"camera=gate-3/date=2023-11-14/part-a.parquet", "camera=gate-3/date=2023-11-15/part-a.parquet",
-                          "camera=..%2F..%2Fetc/date=2023-11-14/part-a.parquet", unit_file("a")}
-    assert files["camera=..%2F..%2Fetc/date=2023-11-14/part-a.parquet"]["camera"] == "../../etc"
-    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.parquet"))
-    assert written == sorted(files)  # nothing outside the output prefix
-    day1 = pq.read_table(tmp_path / "camera=gate-3/date=2023-11-14/part-a.parquet").to_pylist()
-    assert [(r["record"], str(r["date"])) for r in day1] == [(0, "2023-11-14")]
-    assert sum(f["rows"] for f in files.values()) == 4 and w.summary.units == 1
+    out = str(tmp_path)
+    _, manifest = commit(out, "r", batch)
+    folders = sorted(str(p.parent.relative_to(tmp_path / "results")) for p in (tmp_path / "results").rglob("*.parquet"))
+    assert folders == ["camera=..%2F..%2Fetc/date=2023-11-14", "camera=__HIVE_DEFAULT_PARTITION__/date=__HIVE_DEFAULT_PARTITION__",
+                       "camera=gate-3/date=2023-11-14", "camera=gate-3/date=2023-11-15"]
+    back = read_run(out, manifest, OPTS).to_pylist()
+    assert sorted((r["record"], r["camera"], str(r["date"])) for r in back) == [
+        (0, "gate-3", "2023-11-14"), (1, "../../etc", "2023-11-14"), (2, None, "None"), (3, "gate-3", "2023-11-15")]
+    got = {(r["camera"], r["date"]) for r in table.live_files(table.load(table.uri(out, "results"), OPTS))
+           .select(["partition.camera", "partition.date"]).rename_columns(["camera", "date"]).to_pylist()}
+    assert ("../../etc", dt.date(2023, 11, 14)) in got
 
 
-def test_commit_refuses_while_a_unit_is_incomplete(tmp_path):
-    w = UnitWriter(str(tmp_path), "r", StorageOptions())
-    w.add(rows("a", [0, 3], 3))
-    with pytest.raises(RuntimeError, match="1 units are incomplete"):
-        w.commit({})
-    assert not (tmp_path / "_runs").exists()
+def test_purge_deletes_old_days_of_one_camera_and_their_files(tmp_path):
+    batch = rows("a", [0, 1, 2, 3], 3)
+    day = 1_700_000_000_000  # 2023-11-14
+    batch = batch.set_column(batch.schema.get_field_index("camera"), "camera", pa.array(["g1", "g2", "g1", "g1"]))
+    batch = batch.set_column(batch.schema.get_field_index("wall_time"), "wall_time",
+                             pa.array([day, day, day + 86_400_000, None], pa.timestamp("ms", tz="UTC")))
+    out = str(tmp_path)
+    commit(out, "r", batch)
+    uri = table.uri(out, "results")
+    dry = table.purge(uri, OPTS, dt.date(2023, 11, 15), "g1", dry_run=True)
+    assert dry == {"files": 1, "rows": 1, "deleted_files": 0}
+    done = table.purge(uri, OPTS, dt.date(2023, 11, 15), "g1")
+    assert done["deleted_files"] == 1
+    left = table_rows(out)
+    assert sorted(zip(left.column("camera").to_pylist(), map(str, left.column("date").to_pylist()))) == \
+        [("g1", "2023-11-15"), ("g2", "2023-11-14")]
+    assert len(list((tmp_path / "results").rglob("*.parquet"))) == 2  # the purged file is gone from storage
 
 
 def test_readme_documents_every_output_column():

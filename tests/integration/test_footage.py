@@ -4,22 +4,20 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
-import io
 import math
 
 import av
-import pyarrow.parquet as pq
 
-from recog import storage
+from recog import sink, storage
 from recog.config import InferConfig
 from recog.pipeline import run_inference
+from recog.storage import StorageOptions
 from tests.imagedata import jpeg
 from tests.videodata import encode_video
 
 
 def read_rows(output, manifest, opts):
-    return [r for f in manifest["files"]
-            for r in pq.read_table(io.BytesIO(storage.read_bytes(storage.join(output, f["file"]), opts))).to_pylist()]
+    return sink.read_run(output, manifest, opts).to_pylist()
 
 
 def test_videos_become_one_row_per_sampled_frame(tmp_path, bucket, opts, ray_local):
@@ -38,7 +36,7 @@ def test_videos_become_one_row_per_sampled_frame(tmp_path, bucket, opts, ray_loc
     manifest = run_inference(cfg)
     rows = read_rows(f"{bucket}/out", manifest, opts)
 
-    assert len(manifest["files"]) == 12  # 3 videos x segments [0,3) [3,6) [6,9) [9,end)
+    assert manifest["summary"]["files"] == manifest["summary"]["units"] == 12  # 3 videos x segments [0,3) [3,6) [6,9) [9,end)
     assert manifest["inputs"] == {"shards": 0, "images": 0, "videos": 3, "ignored": 1}
     by_video = collections.defaultdict(list)
     for r in rows:
@@ -86,5 +84,5 @@ def test_footage_from_an_input_list(tmp_path, ray_local):
     (tmp_path / "list.txt").write_text(f"{tmp_path / 'b.mp4'}\n")
     manifest = run_inference(InferConfig(input_list=str(tmp_path / "list.txt"), output=str(tmp_path / "out"),
                                          media="video", fps=1.0))
-    table = pq.read_table(tmp_path / "out" / manifest["files"][0]["file"])
+    table = sink.read_run(str(tmp_path / "out"), manifest, StorageOptions())
     assert table.column("key").to_pylist() == ["b", "b"] and table.column("pts_s").to_pylist() == [0.0, 1.0]

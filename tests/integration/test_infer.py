@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import io
 import json
 import random
 
 import pyarrow.parquet as pq
 
-from recog import storage
+from recog import sink, storage, table
 from recog.config import InferConfig
 from recog.pipeline import run_inference
 from recog.sink import OUTPUT_SCHEMA
@@ -18,12 +17,15 @@ from tests.imagedata import jpeg, png, tar_shard
 
 
 def read_run(output: str, manifest: dict, opts) -> list[dict]:
-    rows = []
-    for f in manifest["files"]:
-        table = pq.read_table(io.BytesIO(storage.read_bytes(storage.join(output, f["file"]), opts)))
-        assert table.schema.equals(OUTPUT_SCHEMA, check_metadata=False)
-        rows += table.to_pylist()
-    return rows
+    rows = sink.read_run(output, manifest, opts)
+    assert rows.schema.equals(table.delta_schema(OUTPUT_SCHEMA), check_metadata=False)
+    return rows.to_pylist()
+
+
+def live_files(output: str, opts) -> list[dict]:
+    """The results table's live files: unit and partition of each, from the Delta log."""
+    files = table.live_files(table.load(table.uri(output, "results"), opts))
+    return [{"unit_id": f["min.unit_id"], "camera": f["partition.camera"], "path": f["path"]} for f in files.to_pylist()]
 
 
 def test_shards_and_loose_images_give_one_row_per_input(bucket, opts, ray_local):
@@ -44,9 +46,10 @@ def test_shards_and_loose_images_give_one_row_per_input(bucket, opts, ray_local)
     rows = read_run(f"{bucket}/out", manifest, opts)
 
     assert sorted(r["key"] for r in rows) == ["a0", "a1", "a2", "a3", "a4", "b0", "b1", "b2", "loose/deep/z", "loose/x", "loose/y"]
-    assert len({f["unit_id"] for f in manifest["files"]}) == 4  # two shards, three loose images in units of two
-    partitions = {(f["unit_id"], f["camera"]) for f in manifest["files"]}
-    assert len(manifest["files"]) == len(partitions) == 6  # a4 (gate-3) and x (cam-7) have their camera's files
+    files = live_files(f"{bucket}/out", opts)
+    assert len({f["unit_id"] for f in files}) == 4  # two shards, three loose images in units of two
+    partitions = {(f["unit_id"], f["camera"]) for f in files}
+    assert len(files) == len(partitions) == 6 == manifest["summary"]["files"]  # a4 (gate-3) and x (cam-7): their camera's files
     by_key = {r["key"]: r for r in rows}
     assert by_key["a4"]["label"] is None and "cannot decode image" in by_key["a4"]["error"]
     assert (by_key["a4"]["cls"], json.loads(by_key["a4"]["meta"])) == ("truck", {"camera": "gate-3"})
@@ -67,8 +70,9 @@ def test_local_input_and_output(tmp_path, ray_local):
     for i in range(3):
         (tmp_path / "in" / f"img{i}.jpg").write_bytes(jpeg(50 + i, 40))
     manifest = run_inference(InferConfig(input=str(tmp_path / "in"), output=str(tmp_path / "out")))
-    files = sorted((tmp_path / "out").glob("camera=*/date=*/part-*.parquet"))
+    files = sorted((tmp_path / "out" / "results").glob("camera=*/date=*/part-*.parquet"))
     assert len(files) == 1 and pq.read_table(files[0]).num_rows == 3
+    assert (tmp_path / "out" / "results" / "_delta_log" / "00000000000000000001.json").exists()
     assert (tmp_path / "out" / "_runs" / f"{manifest['run_id']}.json").exists()
 
 
