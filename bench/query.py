@@ -4,7 +4,7 @@ pruning) beside pandas reading the same Parquet files. Medians of --repeat runs,
     python bench/query.py [--rows 10000000] [--repeat 3] [--data bench-results/query-data] [--json out.json]
 
 The result set is synthetic but laid out exactly as the jobs write it: camera=/date= partitions,
-one file per unit and partition, a committed run manifest listing them. It is made once and reused.
+one file per unit and partition, committed to the Delta table `results`. It is made once and reused.
 """
 
 from __future__ import annotations
@@ -17,15 +17,17 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.dataset as ds
 from timing import timed
 
 from recog import sink
+from recog import table as table_
 from recog.query import Results
 from recog.storage import StorageOptions
 from recog.taxonomy import LABELS
 
 CAMERAS, DAYS = 20, 30
+BASE = [""]  # the table's folder, once known
 START = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
 
 QUERIES = {
@@ -38,23 +40,29 @@ QUERIES = {
 }
 
 
+PARTITIONS = ds.partitioning(pa.schema([("camera", pa.string()), ("date", pa.date32())]), flavor="hive")
+
+
 def pandas_query(name: str, files: list[str]):
-    """The same questions as a pandas user answers them: read the columns needed, then compute."""
+    """The same questions as a pandas user answers them: read the columns needed, then compute. (The
+    table's partition columns are in its folder names, as Delta keeps them: hive partitioning.)"""
     import pandas as pd
 
+    files = BASE[0]  # the folder: every file there is committed (one run, no orphans)
+
     if name == "labels":
-        df = pd.read_parquet(files, partitioning=None, columns=["label"])
+        df = pd.read_parquet(files, partitioning=PARTITIONS, columns=["label"])
         return df.groupby("label", dropna=True).size().sort_values(ascending=False)
     if name == "trucks per camera, 2-4 am":
-        df = pd.read_parquet(files, partitioning=None, columns=["camera", "label", "wall_time"])
+        df = pd.read_parquet(files, partitioning=PARTITIONS, columns=["camera", "label", "wall_time"])
         df = df[(df.label == "truck") & df.wall_time.dt.hour.between(2, 3)]
         return df.groupby("camera").size().sort_values(ascending=False)
     if name == "one camera-day":
-        df = pd.read_parquet(files, partitioning=None, columns=["camera", "date", "label", "score"],
+        df = pd.read_parquet(files, partitioning=PARTITIONS, columns=["camera", "date", "label", "score"],
                              filters=[("camera", "==", "cam-07"), ("date", "==", dt.date(2026, 11, 10))])
         return df.groupby("label").score.agg(["size", "mean"])
     if name == "10 least sure buses":
-        df = pd.read_parquet(files, partitioning=None, columns=["source_uri", "key", "label", "score"])
+        df = pd.read_parquet(files, partitioning=PARTITIONS, columns=["source_uri", "key", "label", "score"])
         return df[df.label == "bus"].nsmallest(10, "score")[["source_uri", "key", "score"]]
     raise KeyError(name)
 
@@ -73,7 +81,7 @@ def make_results(out: Path, rows: int, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     per_part = -(-rows // (CAMERAS * DAYS))  # at least `rows` in all
     labels = np.array(LABELS, dtype=object)
-    files, writer = [], sink.UnitWriter(str(out), "bench-run", StorageOptions())
+    records = []
     for c in range(CAMERAS):
         camera = f"cam-{c:02d}"
         for d in range(DAYS):
@@ -98,15 +106,9 @@ def make_results(out: Path, rows: int, seed: int = 0) -> None:
                 "processed_at": pa.array(np.full(per_part, int(time.time() * 1000)), pa.timestamp("ms", tz="UTC")),
             })
             output = sink.to_output(table, "bench-run")
-            name = sink.unit_file(unit, camera, t.date())
-            path = out / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(output, path, compression="zstd")
-            files.append({"unit_id": unit, "file": name, "camera": camera, "date": t.date().isoformat(),
-                          "rows": per_part, "errors": 0})
-    writer.committed = files
-    writer.summary.rows = per_part * len(files)
-    writer.commit({"job": "footage", "status": "committed", "model": {"name": "efficientnet_lite0", "version": "579344248a93"}})
+            records += table_.write_unit(table_.uri(str(out), "results"), "results", output, sink.OUTPUT_SCHEMA, unit,
+                                         "bench-run", StorageOptions())
+    table_.Committer(table_.uri(str(out), "results"), sink.OUTPUT_SCHEMA, StorageOptions(), "bench-run").commit(records)
 
 
 def main() -> int:
@@ -119,15 +121,16 @@ def main() -> int:
     args = p.parse_args()
 
     out = args.data / f"rows-{args.rows}"
-    if not (out / "_runs").exists():
+    if not (out / "results" / "_delta_log").exists():
         t0 = time.perf_counter()
         make_results(out, args.rows)
         print(f"made {args.rows:,} rows in {out} ({time.perf_counter() - t0:.0f} s)")
     size = sum(f.stat().st_size for f in out.rglob("*.parquet"))
     results, open_s = timed(lambda: Results(str(out), StorageOptions()), args.repeat)
-    files = [str(out / f["file"]) for run in results.runs for f in run["files"]]
+    files = results.dataset.files
+    BASE[0] = str(out / "results")
     rows = results.sql("SELECT count(*) AS n FROM results").to_pylist()[0]["n"]
-    print(f"{rows:,} rows in {len(files)} files, {size / 1e6:.0f} MB; opening the results (manifests): {open_s * 1000:.0f} ms")
+    print(f"{rows:,} rows in {len(files)} files, {size / 1e6:.0f} MB; opening the results (Delta log): {open_s * 1000:.0f} ms")
     figures = {"rows": rows, "files": len(files), "bytes": size, "open_s": open_s, "queries": {}}
     print(f"{'query':<28} {'recog (DuckDB)':>15} {'pandas':>10} {'ratio':>7}  same answer")
     for name, sql in QUERIES.items():

@@ -74,3 +74,13 @@ def test_gpu_benchmark_runs_on_a_cpu_with_a_tiny_input(tmp_path):
     assert sum("probe" in r for r in figures["model_only"]) == 2  # the probe's findings, once per architecture
     assert set(figures["decode"]) == {"photos", "1080p"} and all(d["pil_all_cores"] > 0 for d in figures["decode"].values())
     assert set(figures["recog"]) == {"photos/workers", "1080p/predictor"} and set(figures["ratios"]) == set(figures["recog"])
+
+
+def test_commit_benchmark_runs_on_a_tiny_input(tmp_path):
+    out = tmp_path / "commit.json"
+    done = subprocess.run([sys.executable, "bench/commit.py", "--units", "20", "--commit-units", "200", "--written", "4",
+                           "--files", "500", "--json", str(out)], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert figures["before"]["rows"] == 20 * 256 and figures["after"]["units"] == 204
+    assert figures["after"]["rows_per_s"] > 0 and figures["planning"]["files"] == 500
