@@ -174,3 +174,45 @@ def test_readme_demo_command_runs(tmp_path):
     assert "demo-cam" in proc.stdout.split("recog query")[1]  # the query over both runs
     assert (tmp_path / "recog-data" / "report.html").stat().st_size > 10_000
     assert (tmp_path / "recog-data" / "store" / "credentials.env").exists()
+
+
+def test_errors_retry_errors_and_purge(bucket, opts):
+    """`recog errors` lists error rows, `--retry-errors` redoes only the units holding them (replacing
+    their rows), `recog purge` deletes old days of a camera from the table and the store."""
+    for name, day in (("old", "2026-01-02"), ("new", "2026-01-05")):
+        storage.write_bytes(f"{bucket}/ret/{name}.jpg", jpeg(), opts)
+        storage.write_bytes(f"{bucket}/ret/{name}.json", json.dumps({"camera": "gate-1", "timestamp": f"{day}T10:00:00Z"}).encode(), opts)
+    storage.write_bytes(f"{bucket}/ret/zbad.jpg", b"\xff\xd8 not a jpeg", opts)
+    out = f"{bucket}/ret-out"
+    args = ["infer", "--input", f"{bucket}/ret/", "--output", out, "--images-per-unit", "1"]
+    assert recog(*args).returncode == 0
+
+    errors = recog("errors", out)
+    assert errors.returncode == 0, errors.stderr
+    assert "results: 1 error row(s) by kind" in errors.stdout and "cannot decode image" in errors.stdout
+    assert "--retry-errors" in errors.stdout
+
+    def runs_per_key():
+        done = recog("query", out, "SELECT key, run_id FROM results ORDER BY key", "--format", "json")
+        return {r["key"]: r["run_id"] for r in json.loads(done.stdout)}
+
+    before = runs_per_key()
+    again = recog(*args, "--retry-errors")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "--retry-errors: 1 committed unit(s) hold error rows; 1 to do" in again.stdout
+    after = runs_per_key()
+    assert set(after) == {"old", "new", "zbad"}  # one row each: replaced, not added
+    assert after["zbad"] != before["zbad"] and after["old"] == before["old"] and after["new"] == before["new"]
+
+    dry = recog("purge", out, "--before", "2026-01-03", "--camera", "gate-1", "--dry-run")
+    assert dry.returncode == 0 and "would delete 1 rows of days before 2026-01-03 of camera 'gate-1'" in dry.stdout
+    assert set(runs_per_key()) == {"old", "new", "zbad"}
+    done = recog("purge", out, "--before", "2026-01-03", "--camera", "gate-1")
+    assert done.returncode == 0 and "deleted 1 rows" in done.stdout and "1 file(s) removed from storage" in done.stdout
+    assert set(runs_per_key()) == {"new", "zbad"}
+    assert not [f for f in storage.list_files(f"{out}/results/", opts) if "date=2026-01-02" in f.uri]
+
+    assert recog("purge", out, "--before", "yesterday").returncode == 2
+    missing = recog("purge", f"{bucket}/nothing", "--before", "2026-01-03")
+    assert missing.returncode == 2 and "no recog tables here" in missing.stderr and "Traceback" not in missing.stderr
+    assert recog("errors", "--help").returncode == 0 and recog("purge", "--help").returncode == 0
