@@ -21,7 +21,7 @@ import zlib
 
 from PIL import Image
 
-from recog import storage
+from recog import storage, table
 from recog.config import InferConfig
 from recog.objectstore import EmbeddedStore
 from recog.pipeline import run_inference
@@ -45,7 +45,11 @@ def assert_exactly_once(output: str, opts, inputs: int) -> None:
 
 
 def unit_records(output: str, opts) -> int:
-    return len(storage.list_files(f"{output}/_units/", opts))
+    """Units the results table holds now (from its log)."""
+    uri = table.uri(output, "results")
+    if not table.exists(uri, opts):
+        return 0
+    return len(set(table.unit_ids(table.live_files(table.load(uri, opts))).to_pylist()))
 
 
 def job(args: list[str], env: dict | None = None, **kw) -> subprocess.Popen:
@@ -64,7 +68,7 @@ def wait_for_units(output: str, opts, proc: subprocess.Popen, at_least: int = 1,
 def test_killed_driver_resumes_and_a_finished_job_writes_nothing(bucket, opts):
     inputs = write_shards(f"{bucket}/in", opts, shards=24, per_shard=10)
     output = f"{bucket}/out"
-    args = ["--input", f"{bucket}/in/", "--output", output, "--batch-size", "2"]
+    args = ["--input", f"{bucket}/in/", "--output", output, "--batch-size", "2", "--commit-units", "1"]
 
     first = job(args)
     wait_for_units(output, opts, first, at_least=2)
@@ -109,7 +113,7 @@ def test_a_killed_predictor_actor_loses_and_doubles_nothing(bucket, opts, ray_lo
 
     def run():
         try:
-            outcome["manifest"] = run_inference(InferConfig(input=f"{bucket}/in/", output=output, batch_size=2),
+            outcome["manifest"] = run_inference(InferConfig(input=f"{bucket}/in/", output=output, batch_size=2, commit_units=1),
                                                 out=io.StringIO())
         except BaseException as e:  # noqa: BLE001 - reported by the assertion below
             outcome["error"] = e
@@ -153,7 +157,7 @@ def test_store_outage_fails_clearly_and_the_rerun_finishes(tmp_path_factory):
     os.environ.update(store.env())  # this process's reads of that store
     try:
         inputs = write_shards("s3://outage/in", opts, shards=24, per_shard=10)
-        args = ["--input", "s3://outage/in/", "--output", "s3://outage/out", "--batch-size", "2"]
+        args = ["--input", "s3://outage/in/", "--output", "s3://outage/out", "--batch-size", "2", "--commit-units", "1"]
         first = job(args, env=env)
         wait_for_units("s3://outage/out", opts, first, at_least=2)
         store.stop()
@@ -281,7 +285,7 @@ def test_bad_input_battery(bucket, opts, ray_local, tmp_path, capsys):
     # Keys from inside the data never become paths: every object is in the output's own layout.
     for f in storage.list_files(f"{bucket}/out/", opts):
         rel = f.uri[len(f"{bucket}/out/"):]
-        assert rel.startswith(("camera=", "_runs/", "_units/")) and ".." not in rel.split("/"), rel
+        assert rel.startswith(("results/camera=", "results/_delta_log/", "_runs/")) and ".." not in rel.split("/"), rel
 
     # The secret key appears nowhere: not in the job's output, the Parquet, the manifests, Ray's logs.
     secret = os.environ["AWS_SECRET_ACCESS_KEY"]
