@@ -103,6 +103,9 @@ def prepare(cfg: InferConfig, out=sys.stdout) -> Work:
     elif earlier:
         print(f"[recog] {len(earlier)} of {len(found.units)} unit(s) already committed by an earlier run; "
               f"{len(todo)} to do (--force redoes them all)", file=out, flush=True)
+    if status.changed:
+        print(f"[recog] {len(status.changed)} unit(s) hold inputs rewritten since an earlier run: "
+              f"their new rows replace the old", file=out, flush=True)
     return Work(spec, found, status, earlier, todo)
 
 

@@ -169,18 +169,23 @@ class UnitStatus:
     committed: dict[str, list[dict]]  # unit id -> its live files (as add-records), for units in every table
     partial: set[str]  # units in some of the job's tables but not all (a crash between two commits)
     with_errors: set[str]  # committed units with error rows in the first table
+    changed: set[str] = field(default_factory=set)  # units not held whose place is (their inputs were rewritten)
 
 
 def unit_status(output: str, names: tuple[str, ...], unit_ids: list[str], opts: StorageOptions) -> UnitStatus:
     """Which of `unit_ids` the job's tables (`names`, the first being its main one) hold, from their
     logs alone: a unit is committed when it is in every one of them."""
     wanted = pa.array(sorted(set(unit_ids)), pa.string())
+    places = {table.place_of(u): u for u in unit_ids}
     found: dict[str, dict[str, list[dict]]] = {}
+    changed: set[str] = set()
     for name in names:
         uri = table.uri(output, name)
         files = table.live_files(table.load(uri, opts)) if table.exists(uri, opts) else pa.table({})
         by_unit: dict[str, list[dict]] = {}
         if files.num_rows:
+            held = set(table.unit_ids(files).unique().drop_null().to_pylist())
+            changed |= {places[p] for p in {table.place_of(u) for u in held} & places.keys()} - held
             files = files.filter(pc.is_in(table.unit_ids(files), wanted))
             for f in files.to_pylist():
                 n, ok = f["num_records"], f.get("null_count.error")  # rows, and rows without an error
@@ -192,7 +197,7 @@ def unit_status(output: str, names: tuple[str, ...], unit_ids: list[str], opts: 
     anywhere = set().union(*(set(v) for v in found.values()))
     committed = {u: [r for name in names for r in found[name][u]] for u in everywhere}
     with_errors = {u for u in everywhere if any(r["errors"] for r in found[names[0]][u])}
-    return UnitStatus(committed, anywhere - everywhere, with_errors)
+    return UnitStatus(committed, anywhere - everywhere, with_errors, changed)
 
 
 def units_digest(unit_ids: list[str]) -> str:

@@ -82,12 +82,18 @@ class Unit:
         return cls(row["unit_id"], row["kind"], row["source"], json.loads(row["params"]))
 
 
-def unit_id(fingerprint: str, kind: str, parts: Iterable[str]) -> str:
-    """Deterministic id: the same inputs under the same model and settings give the same id."""
-    h = hashlib.sha256(f"{fingerprint}\n{kind}\n".encode())
-    for p in parts:
-        h.update(p.encode("utf-8", "surrogateescape") + b"\n")
-    return h.hexdigest()[:20]
+def unit_id(fingerprint: str, kind: str, place: Iterable[str], content: Iterable[str]) -> str:
+    """Deterministic id `<place>.<content>`: the same inputs under the same model and settings give
+    the same id. `place` says which inputs (locations), `content` what they hold (sizes): an input
+    rewritten in place keeps the unit's place and changes its content, so a rerun redoes the unit and
+    its new rows replace the old ones (see `table.place_of`) instead of standing beside them."""
+    def digest(parts: Iterable[str], salt: str, n: int) -> str:
+        h = hashlib.sha256(salt.encode())
+        for p in parts:
+            h.update(p.encode("utf-8", "surrogateescape") + b"\n")
+        return h.hexdigest()[:n]
+
+    return digest(place, f"{fingerprint}\n{kind}\n", 16) + "." + digest(content, "", 8)
 
 
 @dataclass
@@ -120,7 +126,7 @@ def group_samples(files: list[FileEntry], root: str) -> tuple[list[FileEntry], d
 def image_units(files: list[FileEntry], root: str, fingerprint: str, images_per_unit: int = 256) -> Inputs:
     """One unit per tar shard, and the loose images (with their sidecars) in sorted groups."""
     shards, samples = group_samples(files, root)
-    found = Inputs(units=[Unit(unit_id(fingerprint, "shard", [f.uri, str(f.size)]), "shard", f.uri) for f in shards],
+    found = Inputs(units=[Unit(unit_id(fingerprint, "shard", [f.uri], [str(f.size)]), "shard", f.uri) for f in shards],
                    shards=len(shards))
     loose = []
     for key, by_ext in samples.items():
@@ -131,8 +137,9 @@ def image_units(files: list[FileEntry], root: str, fingerprint: str, images_per_
     sizes = {f.uri: f.size for f in files}
     for i in range(0, len(loose), images_per_unit):
         group = loose[i:i + images_per_unit]
-        parts = [f"{uri}:{sizes[uri]}" for _, fs in group for _, uri in fs]
-        found.units.append(Unit(unit_id(fingerprint, "images", parts), "images", group[0][1][0][1], {"samples": group}))
+        uris = [uri for _, fs in group for _, uri in fs]
+        found.units.append(Unit(unit_id(fingerprint, "images", uris, [str(sizes[u]) for u in uris]), "images",
+                                group[0][1][0][1], {"samples": group}))
     found.images = len(loose)
     return found
 
@@ -165,7 +172,8 @@ def segment_units(videos: list[tuple[str, dict[str, str]]], infos: dict[str, vid
                                    recorded_at.isoformat() if recorded_at else None).to_params()
             if numbered:
                 params["number"] = number
-            units.append(Unit(unit_id(fingerprint, "segment", [uri, json.dumps(params, sort_keys=True)]), "segment", uri, params))
+            units.append(Unit(unit_id(fingerprint, "segment", [uri, str(start)], [json.dumps(params, sort_keys=True)]),
+                              "segment", uri, params))
     return units
 
 

@@ -215,6 +215,12 @@ def live_files(dtable) -> pa.Table:
     return pa.table(dtable.get_add_actions(flatten=True))
 
 
+def place_of(unit_id: str) -> str:
+    """A unit id's place (`sources.unit_id`: `<place>.<content>`): which inputs it covers. A redone
+    unit replaces the live files of every unit at its place, whatever their content was."""
+    return unit_id.split(".", 1)[0]
+
+
 def unit_ids(files: pa.Table) -> pa.ChunkedArray:
     if "min.unit_id" not in files.column_names:  # an empty table: no stats columns at all
         return pa.chunked_array([pa.array([None] * files.num_rows, pa.string())])
@@ -224,7 +230,7 @@ def unit_ids(files: pa.Table) -> pa.ChunkedArray:
 @dataclass
 class Committer:
     """Commits add-records to one table from the driver, a batch at a time. `replaced` gives the
-    live files of units that are being redone: each commit removes those of the units it adds."""
+    live files of units that are being redone: each commit removes those at the places of the units it adds."""
 
     table_uri: str
     schema: pa.Schema
@@ -234,21 +240,23 @@ class Committer:
     def __post_init__(self):
         self.dtable = create(self.table_uri, self.schema, self.opts)
         self.batches = self.dtable.transaction_version(self.app_id) or 0
-        self.live: dict[str, list[tuple]] = {}  # unit id -> its live files (path, size, camera, date) when redone
+        self.live: dict[str, list[tuple]] = {}  # unit place -> its live files (path, size, camera, date) when redone
 
     @property
     def app_id(self) -> str:
         return f"recog:{self.run_id}"
 
     def replacing(self, units: set[str]) -> None:
-        """Note the live files of `units` (redone by this run): the commits that add them remove these."""
+        """Note the live files at the places of `units` (redone by this run, or holding inputs that
+        changed since): the commits that add those units remove these files."""
         files = live_files(self.dtable)
         if not files.num_rows:
             return
-        files = files.filter(pc.is_in(unit_ids(files), pa.array(sorted(units), pa.string())))
+        places = {place_of(u) for u in units}
         for unit, path, size, camera, date in zip(*(files.column(c).to_pylist() for c in
                                                     ("min.unit_id", "path", "size_bytes", "partition.camera", "partition.date"))):
-            self.live.setdefault(unit, []).append((path, size, camera, date))
+            if unit is not None and place_of(unit) in places:
+                self.live.setdefault(place_of(unit), []).append((path, size, camera, date))
 
     def commit(self, records: list[dict]) -> int:
         """One atomic commit: add the files of `records`, remove the earlier files of their units.
@@ -257,9 +265,10 @@ class Committer:
         from deltalake.transaction import AddAction, RemoveAction
 
         units = dict.fromkeys(r["unit_id"] for r in records)
+        places = dict.fromkeys(place_of(u) for u in units)
         now = int(time.time() * 1000)
         removes = [RemoveAction(path, True, now, size, {"camera": camera, "date": None if date is None else str(date)})
-                   for unit in units for path, size, camera, date in self.live.get(unit, [])]
+                   for place in places for path, size, camera, date in self.live.get(place, [])]
         adds = [AddAction(r["path"], r["size"], {"camera": r["camera"], "date": r["date"]}, r["modification_time"], True,
                           r["stats"]) for r in records]
         batch = self.batches + 1
@@ -275,8 +284,8 @@ class Committer:
                 raise
         self.dtable.update_incremental()  # the object does not advance itself after a commit
         self.batches = batch
-        for unit in units:
-            self.live.pop(unit, None)
+        for place in places:
+            self.live.pop(place, None)
         return self.dtable.version()
 
 

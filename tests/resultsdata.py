@@ -6,9 +6,10 @@ import datetime as dt
 
 import pyarrow as pa
 
-from recog import sink
+from recog import sink, table
 from recog.storage import StorageOptions
 
+OPTS = StorageOptions()
 DAY = dt.datetime(2026, 11, 3, 22, 30, tzinfo=dt.timezone.utc)
 
 
@@ -38,3 +39,34 @@ def write_run(output: str, units: list[pa.Table], commit: bool = True) -> dict |
         run.add(r)
     _, body = run.finish({"job": "infer", "status": "committed", "model": {"name": "m", "version": "v1"}}, "digest")
     return body
+
+
+def rows(unit, records, total):
+    """Labeled rows as the predictor emits them; record `total` is the end-of-unit record."""
+    n = len(records)
+    return pa.table({
+        "unit_id": [unit] * n, "record": pa.array(records, pa.int32()), "end": [r == total for r in records],
+        "source_uri": [f"s3://b/{unit}.tar"] * n, "shard": [f"{unit}.tar"] * n, "key": [f"k{r}" for r in records],
+        "member": [f"k{r}.jpg" for r in records], "width": pa.array([10] * n, pa.int32()),
+        "height": pa.array([10] * n, pa.int32()), "cls": pa.array([None] * n, pa.string()),
+        "meta": pa.array([None] * n, pa.string()), "error": pa.array([None if r % 3 else "bad" for r in records], pa.string()),
+        "label": [None if r % 3 == 0 else "car" for r in records], "score": pa.array([0.5] * n, pa.float32()),
+        "topk_labels": [["cab"]] * n, "topk_scores": pa.array([[0.5]] * n, pa.list_(pa.float32())),
+        "model": ["m"] * n, "model_version": ["v"] * n,
+        "processed_at": pa.array([0] * n, pa.timestamp("ms", tz="UTC")),
+        "camera": pa.array([None] * n, pa.string()), "frame_index": pa.array([None] * n, pa.int64()),
+        "pts_s": pa.array([None] * n, pa.float64()), "wall_time": pa.array([None] * n, pa.timestamp("ms", tz="UTC")),
+    })
+
+
+def commit(output, run_id, *blocks, **kw) -> tuple[sink.RunCommitter, dict]:
+    """Write each block's units as the writer tasks do and commit them as one run."""
+    run = sink.RunCommitter(output, run_id, OPTS, **kw)
+    for b in blocks:
+        run.add(sink.write_units(b, output, run_id, OPTS))
+    return run, run.finish({"job": "infer", "status": "committed"}, "d")[1]
+
+
+def table_rows(output, name="results") -> pa.Table:
+    """Every live row of one of the output's tables."""
+    return table.dataset(table.load(table.uri(output, name), OPTS), sink.schema_of(name), OPTS).to_table()

@@ -9,7 +9,6 @@ import torch
 import torchvision
 
 from recog.detect import Detections, LearnedDetector, MotionDetector, merge_fragments, vehicle_detections
-from recog.errors import ConfigError
 from recog.geometry import parse_points
 from recog.storage import StorageOptions
 from tests.videodata import road_scene
@@ -54,13 +53,6 @@ def test_a_region_of_interest_hides_what_is_outside():
     frame = scene.copy()
     frame[100:130, 200:240] = (200, 60, 40)  # right of the region
     assert len(detector(frame, 30).boxes) == 0
-
-
-@pytest.mark.parametrize("text, message", [("0,0,1,0", "at least 3 points"), ("0,0,1,0,1,1.2", "from 0 to 1"),
-                                           ("0,0,1,x,1,1", "expected numbers"), ("0,0,1,0,1", "x,y pairs")])
-def test_a_bad_polygon_says_what_is_wrong(text, message):
-    with pytest.raises(ConfigError, match=message):
-        parse_points(text, "--roi", 3)
 
 
 def test_only_coco_vehicles_above_the_score_are_kept():

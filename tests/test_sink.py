@@ -1,4 +1,3 @@
-import datetime as dt
 import json
 
 import pyarrow as pa
@@ -7,37 +6,9 @@ import pytest
 from recog import sink, table
 from recog.sink import OUTPUT_SCHEMA, RunCommitter, read_run, unit_status, write_units
 from recog.storage import StorageOptions
+from tests.resultsdata import commit, rows, table_rows
 
 OPTS = StorageOptions()
-
-
-def rows(unit, records, total):
-    """Labeled rows as the predictor emits them; record `total` is the end-of-unit record."""
-    n = len(records)
-    return pa.table({
-        "unit_id": [unit] * n, "record": pa.array(records, pa.int32()), "end": [r == total for r in records],
-        "source_uri": [f"s3://b/{unit}.tar"] * n, "shard": [f"{unit}.tar"] * n, "key": [f"k{r}" for r in records],
-        "member": [f"k{r}.jpg" for r in records], "width": pa.array([10] * n, pa.int32()),
-        "height": pa.array([10] * n, pa.int32()), "cls": pa.array([None] * n, pa.string()),
-        "meta": pa.array([None] * n, pa.string()), "error": pa.array([None if r % 3 else "bad" for r in records], pa.string()),
-        "label": [None if r % 3 == 0 else "car" for r in records], "score": pa.array([0.5] * n, pa.float32()),
-        "topk_labels": [["cab"]] * n, "topk_scores": pa.array([[0.5]] * n, pa.list_(pa.float32())),
-        "model": ["m"] * n, "model_version": ["v"] * n,
-        "processed_at": pa.array([0] * n, pa.timestamp("ms", tz="UTC")),
-        "camera": pa.array([None] * n, pa.string()), "frame_index": pa.array([None] * n, pa.int64()),
-        "pts_s": pa.array([None] * n, pa.float64()), "wall_time": pa.array([None] * n, pa.timestamp("ms", tz="UTC")),
-    })
-
-
-def commit(output, run_id, *blocks, **kw) -> tuple[RunCommitter, dict]:
-    run = RunCommitter(output, run_id, OPTS, **kw)
-    for b in blocks:
-        run.add(write_units(b, output, run_id, OPTS))
-    return run, run.finish({"job": "infer", "status": "committed"}, "d")[1]
-
-
-def table_rows(output, name="results"):
-    return table.dataset(table.load(table.uri(output, name), OPTS), sink.schema_of(name), OPTS).to_table()
 
 
 def test_a_block_of_complete_units_becomes_files_and_add_records(tmp_path):
@@ -129,45 +100,6 @@ def test_a_unit_in_some_tables_only_is_not_committed(tmp_path):
     table.create(table.uri(out, "crossings"), CROSSINGS_SCHEMA, OPTS)
     status = unit_status(out, ("vehicles", "crossings"), ["u"], OPTS)
     assert status.committed == {} and status.partial == {"u"}  # crashed between the two tables' commits
-
-
-def test_rows_go_to_camera_and_day_partitions_that_stay_inside_the_table(tmp_path):
-    batch = rows("a", [0, 1, 2, 3, 4], 4)
-    cameras = pa.array(["gate-3", "../../etc", None, "gate-3"] + [None], pa.string())
-    day = 1_700_000_000_000  # 2023-11-14 22:13:20 UTC
-    times = pa.array([day, day, None, day + 7_200_000, None], pa.timestamp("ms", tz="UTC"))
-    batch = batch.set_column(batch.schema.get_field_index("camera"), "camera", cameras)
-    batch = batch.set_column(batch.schema.get_field_index("wall_time"), "wall_time", times)
-    out = str(tmp_path)
-    _, manifest = commit(out, "r", batch)
-    folders = sorted(str(p.parent.relative_to(tmp_path / "results")) for p in (tmp_path / "results").rglob("*.parquet"))
-    assert folders == ["camera=..%2F..%2Fetc/date=2023-11-14", "camera=__HIVE_DEFAULT_PARTITION__/date=__HIVE_DEFAULT_PARTITION__",
-                       "camera=gate-3/date=2023-11-14", "camera=gate-3/date=2023-11-15"]
-    back = read_run(out, manifest, OPTS).to_pylist()
-    assert sorted((r["record"], r["camera"], str(r["date"])) for r in back) == [
-        (0, "gate-3", "2023-11-14"), (1, "../../etc", "2023-11-14"), (2, None, "None"), (3, "gate-3", "2023-11-15")]
-    got = {(r["camera"], r["date"]) for r in table.live_files(table.load(table.uri(out, "results"), OPTS))
-           .select(["partition.camera", "partition.date"]).rename_columns(["camera", "date"]).to_pylist()}
-    assert ("../../etc", dt.date(2023, 11, 14)) in got
-
-
-def test_purge_deletes_old_days_of_one_camera_and_their_files(tmp_path):
-    batch = rows("a", [0, 1, 2, 3], 3)
-    day = 1_700_000_000_000  # 2023-11-14
-    batch = batch.set_column(batch.schema.get_field_index("camera"), "camera", pa.array(["g1", "g2", "g1", "g1"]))
-    batch = batch.set_column(batch.schema.get_field_index("wall_time"), "wall_time",
-                             pa.array([day, day, day + 86_400_000, None], pa.timestamp("ms", tz="UTC")))
-    out = str(tmp_path)
-    commit(out, "r", batch)
-    uri = table.uri(out, "results")
-    dry = table.purge(uri, OPTS, dt.date(2023, 11, 15), "g1", dry_run=True)
-    assert dry == {"files": 1, "rows": 1, "deleted_files": 0}
-    done = table.purge(uri, OPTS, dt.date(2023, 11, 15), "g1")
-    assert done["deleted_files"] == 1
-    left = table_rows(out)
-    assert sorted(zip(left.column("camera").to_pylist(), map(str, left.column("date").to_pylist()))) == \
-        [("g1", "2023-11-15"), ("g2", "2023-11-14")]
-    assert len(list((tmp_path / "results").rglob("*.parquet"))) == 2  # the purged file is gone from storage
 
 
 def test_readme_documents_every_output_column():

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from recog import sources
+from recog import sources, table
 from recog.sources import Unit, image_units, iter_tar_samples, read_unit, split_key
 from recog.storage import FileEntry, StorageOptions
 from tests.imagedata import jpeg, tar_shard
@@ -41,7 +41,9 @@ def test_unit_ids_are_deterministic_and_depend_on_model_and_inputs():
     assert a == [u.unit_id for u in image_units(files, "s3://b/in/", "model-1").units]
     assert set(a).isdisjoint(u.unit_id for u in image_units(files, "s3://b/in/", "model-2").units)
     changed = [FileEntry(f.uri, f.size + 1) for f in files]
-    assert set(a).isdisjoint(u.unit_id for u in image_units(changed, "s3://b/in/", "model-1").units)
+    b = [u.unit_id for u in image_units(changed, "s3://b/in/", "model-1").units]
+    assert set(a).isdisjoint(b)  # rewritten inputs are new work...
+    assert [table.place_of(u) for u in a] == [table.place_of(u) for u in b]  # ...at the same place, replacing the old rows
 
 
 def test_unit_survives_a_round_trip_through_a_row():

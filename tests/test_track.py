@@ -9,8 +9,6 @@ import numpy as np
 import pytest
 
 from recog import video
-from recog.errors import ConfigError
-from recog.geometry import parse_line
 from recog.storage import StorageOptions
 from recog.track import LineCounter, TrackingSettings, heading, square_box, track_segment
 from tests.videodata import traffic_video
@@ -56,17 +54,7 @@ def test_anchors_beyond_the_ends_of_the_line_do_not_count():
     assert crossings(short, [80, 70, 40, 30]) == []  # x = 50 is past the line's right end (x = 40)
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("gate=0,0.5,1", "at least 2 points"), ("gate=0,0.5,1,0.5,1,1", "a line is two points"), ("0,0.5,1,0.5", "NAME="),
-    ("gate=0,0.5,1.5,0.5", "from 0 to 1"), ("gate=a,b,c,d", "expected numbers"), ("gate=0.5,0.5,0.5,0.5", "the same"),
-])
-def test_a_bad_line_says_what_is_wrong(spec, message):
-    with pytest.raises(ConfigError, match=message):
-        parse_line(spec)
-
-
-def test_lines_headings_and_crops():
-    assert parse_line("gate=0,0.75,1,0.75") == ("gate", (0.0, 0.75, 1.0, 0.75))
+def test_headings_and_crops():
     assert heading((0.5, 0.9), (0.5, 0.2)) == ("up", 270.0) and heading((0.1, 0.1), (0.9, 0.9))[0] == "down-right"
     assert heading((0.5, 0.5), (0.505, 0.5)) == ("still", None)
     assert square_box((10, 10, 50, 30), (100, 80)) == [6, 0, 54, 48]  # a square with a margin

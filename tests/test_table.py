@@ -1,0 +1,88 @@
+"""Delta tables: a unit's files written apart from their commit, commits that replace a redone
+unit's files and recognise their own lost answers, camera/day partitions, purge."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pyarrow as pa
+
+from recog import sink, table
+from recog.sink import read_run
+from tests.resultsdata import OPTS, commit, rows, table_rows
+
+
+def write(uri: str, unit: str, run_id: str) -> list[dict]:
+    return table.write_unit(uri, "results", sink.to_output(rows(unit, [0, 1, 2], 2), run_id), sink.OUTPUT_SCHEMA,
+                            unit, run_id, OPTS)
+
+
+def unit_files(output: str) -> list[tuple[str, str]]:
+    files = table.live_files(table.load(table.uri(output, "results"), OPTS))
+    return sorted(zip(table.unit_ids(files).to_pylist(), files.column("path").to_pylist()))
+
+
+def test_written_files_are_invisible_until_committed_and_a_redo_replaces_them_in_one_commit(tmp_path):
+    out, uri = str(tmp_path), table.uri(str(tmp_path), "results")
+    first = write(uri, "a.1", "r1")
+    committer = table.Committer(uri, sink.OUTPUT_SCHEMA, OPTS, "r1")
+    assert unit_files(out) == []  # created, nothing committed
+    committer.commit(first)
+    assert [u for u, _ in unit_files(out)] == ["a.1"] and table_rows(out).num_rows == 3
+
+    again = table.Committer(uri, sink.OUTPUT_SCHEMA, OPTS, "r2")
+    again.replacing({"a.2", "b.1"})  # a's input rewritten: same place, other content; b is new
+    redo = write(uri, "a.2", "r2")
+    version = again.commit(redo)
+    assert unit_files(out) == [("a.2", redo[0]["path"])] and table_rows(out).num_rows == 3  # replaced, not doubled
+    assert table.load(uri, OPTS, version - 1).version() == version - 1  # the old version stays readable
+
+
+def test_a_committer_resumes_its_runs_transaction_count_from_the_table(tmp_path):
+    uri = table.uri(str(tmp_path), "results")
+    committer = table.Committer(uri, sink.OUTPUT_SCHEMA, OPTS, "r1")
+    for unit in ("a", "b"):
+        committer.commit(write(uri, unit, "r1"))
+    # A driver that lost the answer of its last commit loads the table again: the run's transaction
+    # version says that batch landed, so it is not committed a second time.
+    assert table.Committer(uri, sink.OUTPUT_SCHEMA, OPTS, "r1").batches == 2
+    assert table.Committer(uri, sink.OUTPUT_SCHEMA, OPTS, "r2").batches == 0
+
+
+def test_rows_go_to_camera_and_day_partitions_that_stay_inside_the_table(tmp_path):
+    batch = rows("a", [0, 1, 2, 3, 4], 4)
+    cameras = pa.array(["gate-3", "../../etc", None, "gate-3"] + [None], pa.string())
+    day = 1_700_000_000_000  # 2023-11-14 22:13:20 UTC
+    times = pa.array([day, day, None, day + 7_200_000, None], pa.timestamp("ms", tz="UTC"))
+    batch = batch.set_column(batch.schema.get_field_index("camera"), "camera", cameras)
+    batch = batch.set_column(batch.schema.get_field_index("wall_time"), "wall_time", times)
+    out = str(tmp_path)
+    _, manifest = commit(out, "r", batch)
+    folders = sorted(str(p.parent.relative_to(tmp_path / "results")) for p in (tmp_path / "results").rglob("*.parquet"))
+    assert folders == ["camera=..%2F..%2Fetc/date=2023-11-14", "camera=__HIVE_DEFAULT_PARTITION__/date=__HIVE_DEFAULT_PARTITION__",
+                       "camera=gate-3/date=2023-11-14", "camera=gate-3/date=2023-11-15"]
+    back = read_run(out, manifest, OPTS).to_pylist()
+    assert sorted((r["record"], r["camera"], str(r["date"])) for r in back) == [
+        (0, "gate-3", "2023-11-14"), (1, "../../etc", "2023-11-14"), (2, None, "None"), (3, "gate-3", "2023-11-15")]
+    got = {(r["camera"], r["date"]) for r in table.live_files(table.load(table.uri(out, "results"), OPTS))
+           .select(["partition.camera", "partition.date"]).rename_columns(["camera", "date"]).to_pylist()}
+    assert ("../../etc", dt.date(2023, 11, 14)) in got
+
+
+def test_purge_deletes_old_days_of_one_camera_and_their_files(tmp_path):
+    batch = rows("a", [0, 1, 2, 3], 3)
+    day = 1_700_000_000_000  # 2023-11-14
+    batch = batch.set_column(batch.schema.get_field_index("camera"), "camera", pa.array(["g1", "g2", "g1", "g1"]))
+    batch = batch.set_column(batch.schema.get_field_index("wall_time"), "wall_time",
+                             pa.array([day, day, day + 86_400_000, None], pa.timestamp("ms", tz="UTC")))
+    out = str(tmp_path)
+    commit(out, "r", batch)
+    uri = table.uri(out, "results")
+    dry = table.purge(uri, OPTS, dt.date(2023, 11, 15), "g1", dry_run=True)
+    assert dry == {"files": 1, "rows": 1, "deleted_files": 0}
+    done = table.purge(uri, OPTS, dt.date(2023, 11, 15), "g1")
+    assert done["deleted_files"] == 1
+    left = table_rows(out)
+    assert sorted(zip(left.column("camera").to_pylist(), map(str, left.column("date").to_pylist()))) == \
+        [("g1", "2023-11-15"), ("g2", "2023-11-14")]
+    assert len(list((tmp_path / "results").rglob("*.parquet"))) == 2  # the purged file is gone from storage
