@@ -119,10 +119,8 @@ def label_units(work: Work, cfg: InferConfig, run: sink.RunCommitter, progress: 
     try:
         for records in build_pipeline(work.todo, work.spec, pool, cfg, run.run_id).iter_batches(batch_format="pyarrow",
                                                                                                batch_size=None):
-            new = set(run.add(records))
-            first = [r for r in records.to_pylist() if r["unit_id"] in new and r["table"] == run.names[0]]
-            inputs = {r["unit_id"]: r["inputs"] for r in first}
-            progress.update(units=len(new), rows=sum(inputs.values()), errors=sum(r["errors"] for r in first))
+            taken = run.add(records)
+            progress.update(units=taken.units, rows=taken.inputs, errors=taken.errors)
         run.close()
     except Exception as e:
         run.stop()

@@ -205,6 +205,15 @@ def units_digest(unit_ids: list[str]) -> str:
     return hashlib.sha256("\n".join(sorted(unit_ids)).encode()).hexdigest()[:16]
 
 
+@dataclass
+class Taken:
+    """What a block of add-records brought to a run: new units, their inputs and error rows."""
+
+    units: int
+    inputs: int
+    errors: int
+
+
 class RunCommitter:
     """The driver's side of a run: takes the writers' add-records, commits them to each table in
     batches on a thread of its own (so the driver keeps taking records while a commit runs), and
@@ -224,7 +233,8 @@ class RunCommitter:
         self.taken: set[str] = set()  # units whose records arrived
         self.committed: set[str] = set()  # units in every table
         self.commits = 0
-        self._pending: dict[str, list[dict]] = {}
+        self._pending: list[pa.Table] = []  # blocks of add-records taken, not yet committed
+        self._pending_units = 0
         self._cond = threading.Condition()
         self._closing = False
         self._error: BaseException | None = None
@@ -250,23 +260,29 @@ class RunCommitter:
             self.run_ids.update(r["run_id"] for r in records if r["run_id"])
         self.summary.resumed_units += len(units)
 
-    def add(self, records: pa.Table) -> list[str]:
-        """Take a block of add-records; return the units it brought (each at most once per run)."""
+    def add(self, records: pa.Table) -> Taken:
+        """Take a block of add-records; say what it brought that is new (each unit at most once per
+        run). Columnar and O(1) in Python per block, so the driver keeps up with many writers; the
+        commit thread turns the records into Python objects, once per batch."""
         self._raise()
-        by_unit: dict[str, list[dict]] = {}
-        for r in records.to_pylist():
-            by_unit.setdefault(r["unit_id"], []).append(r)
-        new = [u for u in by_unit if u not in self.taken]
-        with self._cond:
-            for unit in new:
-                self._pending[unit] = by_unit[unit]
-                self.taken.add(unit)
-            self._cond.notify()
-        return new
+        ids, tables, inputs, errors = (records.column(c).to_pylist() for c in ("unit_id", "table", "inputs", "errors"))
+        new = set(ids) - self.taken
+        if len(new) < len(set(ids)):  # a retried writer task handed in a unit again: its second files stay orphans
+            records = records.take(pa.array([i for i, u in enumerate(ids) if u in new], pa.int64()))
+        first = {u: n for u, t, n in zip(ids, tables, inputs) if t == self.names[0] and u in new}
+        taken = Taken(len(new), sum(first.values()),
+                      sum(e for u, t, e in zip(ids, tables, errors) if t == self.names[0] and u in new))
+        if new:
+            with self._cond:
+                self._pending.append(records)
+                self._pending_units += len(new)
+                self.taken |= new
+                self._cond.notify()
+        return taken
 
     def _due(self) -> bool:
-        return self._closing or len(self._pending) >= self.commit_units or \
-            (self._pending and time.monotonic() - self._last >= self.commit_seconds)
+        return self._closing or self._pending_units >= self.commit_units or \
+            (self._pending_units and time.monotonic() - self._last >= self.commit_seconds)
 
     def _loop(self) -> None:
         while True:
@@ -274,27 +290,29 @@ class RunCommitter:
                 self._cond.wait_for(lambda: self._due(), timeout=max(0.1, self.commit_seconds / 10))
                 if not self._due():
                     continue
-                batch, self._pending = self._pending, {}
+                batch, self._pending, self._pending_units = self._pending, [], 0
                 closing = self._closing
             if batch:
                 try:
-                    self._commit(batch)
+                    self._commit(pa.concat_tables(batch).to_pylist())
                 except BaseException as e:  # noqa: BLE001 - handed to the driver's thread, which raises it
                     self._error = e
                     return
             if closing and not self._pending:
                 return
 
-    def _commit(self, batch: dict[str, list[dict]]) -> None:
+    def _commit(self, records: list[dict]) -> None:
         """One batch: one commit per table, in the job's table order (a crash between them leaves
         units in some tables only, which a rerun redoes)."""
-        records = [r for rs in batch.values() for r in rs]
         for name, committer in self.tables.items():
             self.versions[name] = committer.commit([r for r in records if r["table"] == name])
         self.commits += 1
-        for rs in batch.values():
+        by_unit: dict[str, list[dict]] = {}
+        for r in records:
+            by_unit.setdefault(r["unit_id"], []).append(r)
+        for rs in by_unit.values():
             self.summary.add(self.names[0], rs)
-        self.committed.update(batch)
+        self.committed.update(by_unit)
         self._last = time.monotonic()
 
     def _raise(self) -> None:
@@ -305,6 +323,7 @@ class RunCommitter:
         """Give up (the run failed): what is pending stays uncommitted, and the thread ends."""
         with self._cond:
             self._pending.clear()
+            self._pending_units = 0
             self._closing = True
             self._cond.notify()
 

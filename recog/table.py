@@ -308,17 +308,23 @@ def dataset(dtable, schema: pa.Schema, opts: StorageOptions, run_ids: set[str] |
     if dtable.table_uri.startswith("file://"):
         root = urllib.parse.unquote(urllib.parse.urlparse(dtable.table_uri).path)
     fs = filesystem or fs
-    fmt = ds.ParquetFileFormat(default_fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=True))
-    expressions: dict = {}
+    fmt = ds.ParquetFileFormat()  # pre_buffer (coalesced reads, good on S3) is its default
     fragments = []
     if files.num_rows:
-        for path, size, camera, date in zip(*(files.column(c).to_pylist() for c in
-                                              ("path", "size_bytes", "partition.camera", "partition.date"))):
-            expr = expressions.get((camera, date))
+        # Per file only what must be: a path and a fragment; one partition
+        # expression per camera and day, dates handled as text (date objects cost more than the rest).
+        expressions: dict = {}
+        keys = zip(files.column("partition.camera").to_pylist(),
+                   pc.cast(files.column("partition.date"), pa.string()).to_pylist())
+        prefix = root.rstrip("/") + "/"
+        make = fmt.make_fragment
+        for path, size, key in zip(files.column("path").to_pylist(), files.column("size_bytes").to_pylist(), keys):
+            expr = expressions.get(key)
             if expr is None:
-                expr = expressions[(camera, date)] = _partition_expression(camera, date)
-            fragments.append(fmt.make_fragment(f"{root.rstrip('/')}/{urllib.parse.unquote(path)}", filesystem=fs,
-                                               partition_expression=expr, file_size=size))
+                camera, date = key
+                expr = expressions[key] = _partition_expression(camera, None if date is None else dt.date.fromisoformat(date))
+            fragments.append(make(prefix + (urllib.parse.unquote(path) if "%" in path else path), filesystem=fs,
+                                  partition_expression=expr, file_size=size))
     return ds.FileSystemDataset(fragments, delta_schema(schema), fmt, fs)
 
 

@@ -51,8 +51,8 @@ def test_commits_make_rows_visible_and_the_run_record_lists_no_files(tmp_path):
 def test_a_unit_delivered_twice_is_committed_once(tmp_path):
     out = str(tmp_path)
     run = RunCommitter(out, "r", OPTS)
-    assert run.add(write_units(rows("a", [0, 1, 2], 2), out, "r", OPTS)) == ["a"]
-    assert run.add(write_units(rows("a", [0, 1, 2], 2), out, "r", OPTS)) == []  # a retried task wrote it again
+    assert run.add(write_units(rows("a", [0, 1, 2], 2), out, "r", OPTS)) == sink.Taken(1, 2, 1)  # 2 inputs, 1 error
+    assert run.add(write_units(rows("a", [0, 1, 2], 2), out, "r", OPTS)).units == 0  # a retried task wrote it again
     run.finish({"status": "committed"}, "d")
     assert table_rows(out).num_rows == 2
     assert len(list((tmp_path / "results").rglob("*.parquet"))) == 2  # the copy is an orphan nobody reads
