@@ -43,6 +43,11 @@ fraction = _checked(float, lambda v: 0 <= v <= 1, "between 0 and 1", "fraction")
 non_negative_int = _checked(int, lambda v: v >= 0, "0 or more", "non_negative_int")
 
 
+def batch_size(text: str) -> int | str:
+    """--batch-size: a number of inputs, or `auto` (probe it on each predictor's device)."""
+    return "auto" if text == "auto" else positive_int(text)
+
+
 def names(text: str) -> tuple[str, ...]:
     """'a,b,c' -> ('a', 'b', 'c')"""
     items = tuple(s.strip() for s in text.split(",") if s.strip())
@@ -109,8 +114,10 @@ class InferConfig:
                                 default_help="one per GPU, or from the CPU count")
     cpus_per_actor: float | None = option(None, "CPUs (torch threads) per CPU predictor actor", group="cluster",
                                           type=positive_float, default_help="1")
-    batch_size: int | None = option(None, "inputs per model call", group="cluster", type=positive_int,
-                                    default_help="256 on GPU, 16 on CPU")
+    batch_size: int | str | None = option(None, "inputs per model call, or auto: each predictor tries batch sizes on "
+                                          "its device at start and keeps the largest that raises images/s and "
+                                          "fits in memory", group="cluster", type=batch_size,
+                                          default_help="auto on GPU, 16 on CPU")
     decode: str = option("workers", "where JPEGs are decoded: on CPU workers, or by the predictor actors on their "
                          "device (nvJPEG on a GPU), for when the CPUs cannot keep up", group="cluster",
                          choices=("workers", "predictor"))

@@ -21,7 +21,7 @@ from recog.config import InferConfig
 from recog.errors import JobFailed, StorageError
 from recog.media import MEDIA, fingerprint
 from recog.models import ModelSpec
-from recog.predict import Predictor
+from recog.predict import Predictor, describe_probes, probe_reports, read_probe_reports
 from recog.progress import Progress
 from recog.runtime import WRITER_CPUS, PredictorPool, describe_cluster, init_ray, largest_node_cpus, ray_messages, units_dataset
 from recog.sources import Inputs, Unit
@@ -44,7 +44,8 @@ def build_pipeline(units: list[Unit], spec: ModelSpec, pool: PredictorPool, cfg:
             Predictor,
             fn_constructor_kwargs={"spec": spec, "opts": cfg.storage, "device": pool.device, "topk": cfg.topk,
                                    "min_vehicle_score": cfg.min_vehicle_score, "batch_size": pool.batch_size,
-                                   "threads": pool.threads, "compile": cfg.compile},
+                                   "threads": pool.threads, "compile": cfg.compile,
+                                   "report": probe_reports(cfg.output, run_id)},
             batch_size=None,
             batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=pool.actors),
@@ -116,10 +117,15 @@ def label_units(work: Work, cfg: InferConfig, run: sink.RunCommitter, progress: 
     init_ray(cfg.ray_address)
     pool = MEDIA[cfg.media].pool(ray.cluster_resources(), cfg, largest_node_cpus())
     print(f"[recog] cluster {describe_cluster(ray.cluster_resources())}: {pool.describe()}", file=out, flush=True)
+    probed: list[dict] = []
     try:
         for records in build_pipeline(work.todo, work.spec, pool, cfg, run.run_id).iter_batches(batch_format="pyarrow",
                                                                                                batch_size=None):
             taken = run.add(records)
+            if not probed and pool.batch_size is None:  # the actors have started: say what their probes chose
+                probed = read_probe_reports(probe_reports(cfg.output, run.run_id), cfg.storage)
+                for line in describe_probes(probed):
+                    print(f"[recog] {line}", file=out, flush=True)
             progress.update(units=taken.units, rows=taken.inputs, errors=taken.errors)
         run.close()
     except Exception as e:
@@ -168,6 +174,8 @@ def commit_run(cfg: InferConfig, work: Work, run: sink.RunCommitter, pool: Predi
                                                                   "class_names": None if work.spec.taxonomy == "imagenet"
                                                                   else list(work.spec.classes)},
         "resources": pool.__dict__ if pool else None, "inputs": work.found.counts(),
+        "batch_probes": read_probe_reports(probe_reports(cfg.output, run.run_id), cfg.storage)
+        if pool and pool.batch_size is None else None,
     }, work.digest)
     summary = run.summary
     labels = ", ".join(f"{k} {v}" for k, v in summary.labels.most_common())

@@ -8,6 +8,9 @@ score and raw top-k classes. Normalisation happens on the device, after the uint
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
+import socket
 import time
 from dataclasses import dataclass
 
@@ -15,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from recog import models, preprocess
+from recog import models, preprocess, storage
 from recog.models import ModelSpec
 from recog.storage import StorageOptions
 
@@ -128,14 +131,53 @@ def probe_batch_size(classifier: Classifier, size: int, start: int, limit: int, 
     return BatchProbe(batch, tried, reason)
 
 
+# Where a probe starts and stops, per device kind: a GPU's batch is in the hundreds; on a CPU core
+# a batch past a few dozen images only adds latency.
+PROBE_RANGE = {"cuda": (64, 1024), "cpu": (4, 32)}
+
+
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
+def probe_reports(output: str, run_id: str) -> str:
+    """Where a run's predictors write what their batch-size probes chose (one JSON file each)."""
+    return storage.join(output, "_probes", run_id)
+
+
+def read_probe_reports(uri: str, opts: StorageOptions) -> list[dict]:
+    return [json.loads(storage.read_bytes(f.uri, opts)) for f in storage.list_files(uri + "/", opts)
+            if f.uri.endswith(".json")]
+
+
+def describe_probes(reports: list[dict]) -> list[str]:
+    """One line per device kind and choice: `batch 512 on NVIDIA H100 (2 actors): batch 1024 was ...`."""
+    seen: dict[tuple, int] = {}
+    for r in reports:
+        key = (r["batch"], r["device"], r["reason"], tuple(b for b, _, _ in r["tried"]))
+        seen[key] = seen.get(key, 0) + 1
+    return [f"batch {batch} on {device} ({n} actor(s); tried {', '.join(map(str, tried))}): {reason}"
+            for (batch, device, reason, tried), n in seen.items()]
+
+
 class Predictor:
-    """Ray Data map_batches class: preprocessed rows in, labeled rows out (pixels dropped)."""
+    """Ray Data map_batches class: preprocessed rows in, labeled rows out (pixels dropped).
+
+    Without a `batch_size` it probes its device for one at start (`probe_batch_size`) and writes
+    what it chose and why to `report` (a URI), for the driver to print and keep in the run record."""
 
     def __init__(self, spec: ModelSpec, opts: StorageOptions, device: str = "auto", topk: int = 5,
                  min_vehicle_score: float | None = 0.1, threads: int | None = None, compile: bool = False,
-                 batch_size: int | None = None):
+                 batch_size: int | None = None, report: str | None = None):
         self.spec, self.batch_size = spec, batch_size
         self.classifier = Classifier(spec, opts, device, threads, compile)
+        if batch_size is None:
+            start, limit = PROBE_RANGE[self.classifier.device.type]
+            probe = probe_batch_size(self.classifier, spec.preprocessing.input_size, start, limit)
+            self.batch_size = probe.batch
+            if report:
+                body = {"device": device_name(self.classifier.device), "host": socket.gethostname(), **probe.to_dict()}
+                storage.write_bytes(f"{report}/{socket.gethostname()}-{os.getpid()}.json", json.dumps(body).encode(), opts)
         self.label = spec.labeler(min_vehicle_score)
         self.classes = np.asarray(spec.classes, dtype=object)
         self.topk = min(topk, len(spec.classes))

@@ -149,7 +149,7 @@ class PredictorPool:
     actors: int
     cpus_per_actor: float  # Ray CPUs each actor holds
     gpus_per_actor: float
-    batch_size: int
+    batch_size: int | None  # None: each actor probes its device for it
     device: str  # "cuda" or "cpu"
     threads: int | None = None  # torch threads in each CPU actor (Ray would set OMP threads to its CPUs)
     decode_cpus: float = 1.0  # Ray CPUs each decode task holds
@@ -157,7 +157,13 @@ class PredictorPool:
 
     def describe(self) -> str:
         kind = f"{self.gpus_per_actor:g} GPU" if self.gpus_per_actor else f"{self.threads} thread(s)"
-        return f"{self.actors} predictor actor(s) x {kind} each on {self.device}, batch {self.batch_size}"
+        batch = self.batch_size or "probed on each actor's device"
+        return f"{self.actors} predictor actor(s) x {kind} each on {self.device}, batch {batch}"
+
+
+def pool_batch(cfg, default: int | None) -> int | None:
+    """The batch size a pool runs at: the user's number, None (probe) for `auto`, else `default`."""
+    return None if cfg.batch_size == "auto" else cfg.batch_size or default
 
 
 def predictor_pool(cluster: dict, cfg, node_cpus: float | None = None) -> PredictorPool:
@@ -171,7 +177,7 @@ def predictor_pool(cluster: dict, cfg, node_cpus: float | None = None) -> Predic
     """
     gpus, cpus = int(cluster.get("GPU", 0)), max(1, int(cluster.get("CPU", 1)))
     if gpus and cfg.device != "cpu":
-        return PredictorPool(cfg.actors or gpus, cfg.cpus_per_actor or 1, 1, cfg.batch_size or GPU_BATCH, "cuda")
+        return PredictorPool(cfg.actors or gpus, cfg.cpus_per_actor or 1, 1, pool_batch(cfg, None), "cuda")
     if cfg.device == "cuda":
         raise ClusterError("--device cuda was asked for, but the Ray cluster has no GPUs")
     fits = max(1, int(node_cpus or cpus))
@@ -183,7 +189,7 @@ def predictor_pool(cluster: dict, cfg, node_cpus: float | None = None) -> Predic
     if actors * threads * MODEL_SHARE + DECODE_TASK_CPUS > cpus:
         raise ClusterError(f"--actors {actors} x {threads} thread(s) do not fit in the cluster's {cpus} CPU(s) "
                            f"with room left to decode: ask for at most {int((cpus - DECODE_TASK_CPUS) / (threads * MODEL_SHARE))}")
-    return PredictorPool(actors, threads * MODEL_SHARE, 0, cfg.batch_size or CPU_BATCH, "cpu", threads, DECODE_TASK_CPUS,
+    return PredictorPool(actors, threads * MODEL_SHARE, 0, pool_batch(cfg, CPU_BATCH), "cpu", threads, DECODE_TASK_CPUS,
                          CPU_ACTOR_MEMORY)
 
 
@@ -221,8 +227,8 @@ def crop_classifier_pool(cluster: dict, cfg) -> PredictorPool:
     CPU ticket; the tracking tasks hold a CPU each."""
     gpus = int(cluster.get("GPU", 0))
     if gpus and cfg.device != "cpu":
-        return PredictorPool(cfg.actors or gpus, cfg.cpus_per_actor or 0.5, 0.5, cfg.batch_size or GPU_BATCH, "cuda")
+        return PredictorPool(cfg.actors or gpus, cfg.cpus_per_actor or 0.5, 0.5, pool_batch(cfg, GPU_BATCH), "cuda")
     if cfg.device == "cuda":
         raise ClusterError("--device cuda was asked for, but the Ray cluster has no GPUs")
-    return PredictorPool(cfg.actors or 1, 0.5, 0, cfg.batch_size or CPU_BATCH, "cpu", int(cfg.cpus_per_actor or 1),
+    return PredictorPool(cfg.actors or 1, 0.5, 0, pool_batch(cfg, CPU_BATCH), "cpu", int(cfg.cpus_per_actor or 1),
                          memory=CPU_ACTOR_MEMORY)

@@ -17,7 +17,7 @@ from tests.imagedata import jpeg
 
 @pytest.fixture(scope="module")
 def predictor() -> Predictor:
-    return Predictor(models.resolve("efficientnet_lite0"), StorageOptions(), device="cpu", topk=3, threads=1)
+    return Predictor(models.resolve("efficientnet_lite0"), StorageOptions(), device="cpu", topk=3, threads=1, batch_size=16)
 
 
 def batch(records: list[dict], prep) -> pa.Table:
@@ -62,3 +62,16 @@ def test_the_batch_probe_doubles_while_it_pays_and_says_why_it_stopped():
     never = probe_batch_size(c, 32, start=2, limit=8, gain=1e9, min_s=0.0)  # nothing is fast enough
     assert never.batch == 2 and [t[0] for t in never.tried] == [2, 4] and "not" in never.reason
     assert never.to_dict()["tried"][0][2] is None  # no device memory to speak of on a CPU
+
+
+def test_a_predictor_without_a_batch_size_probes_its_device_and_reports_it(tmp_path, monkeypatch):
+    from recog import predict
+
+    monkeypatch.setitem(predict.PROBE_RANGE, "cpu", (1, 2))  # a CPU core at 224 px: keep the probe short
+    report = predict.probe_reports(str(tmp_path), "run-1")
+    p = Predictor(models.resolve("efficientnet_lite0"), StorageOptions(), device="cpu", threads=1, report=report)
+    assert p.batch_size in (1, 2)
+    (probe,) = predict.read_probe_reports(report, StorageOptions())
+    assert probe["device"] == "cpu" and probe["batch"] == p.batch_size and [t[0] for t in probe["tried"]][0] == 1
+    (line,) = predict.describe_probes([probe, probe])
+    assert line.startswith(f"batch {p.batch_size} on cpu (2 actor(s); tried 1") and probe["reason"] in line

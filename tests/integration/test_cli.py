@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -185,7 +186,11 @@ def test_errors_retry_errors_and_purge(bucket, opts):
     storage.write_bytes(f"{bucket}/ret/zbad.jpg", b"\xff\xd8 not a jpeg", opts)
     out = f"{bucket}/ret-out"
     args = ["infer", "--input", f"{bucket}/ret/", "--output", out, "--images-per-unit", "1"]
-    assert recog(*args).returncode == 0
+    first = recog(*args, "--batch-size", "auto")  # each predictor probes its device for a batch size
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert re.search(r"\[recog\] batch \d+ on cpu \(\d actor\(s\); tried 4, ", first.stdout), first.stdout
+    record = json.loads(storage.read_bytes(first.stdout.split("run record: ")[1].split()[0], opts))
+    assert record["batch_probes"] and {p["device"] for p in record["batch_probes"]} == {"cpu"}
 
     errors = recog("errors", out)
     assert errors.returncode == 0, errors.stderr
