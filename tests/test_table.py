@@ -12,9 +12,9 @@ from recog.sink import read_run
 from tests.resultsdata import OPTS, commit, rows, table_rows
 
 
-def write(uri: str, unit: str, run_id: str) -> list[dict]:
+def write(uri: str, unit: str, run_id: str, opts=OPTS) -> list[dict]:
     return table.write_unit(uri, "results", sink.to_output(rows(unit, [0, 1, 2], 2), run_id), sink.OUTPUT_SCHEMA,
-                            unit, run_id, OPTS)
+                            unit, run_id, opts)
 
 
 def unit_files(output: str) -> list[tuple[str, str]]:
@@ -36,6 +36,20 @@ def test_written_files_are_invisible_until_committed_and_a_redo_replaces_them_in
     version = again.commit(redo)
     assert unit_files(out) == [("a.2", redo[0]["path"])] and table_rows(out).num_rows == 3  # replaced, not doubled
     assert table.load(uri, OPTS, version - 1).version() == version - 1  # the old version stays readable
+
+
+def test_two_jobs_committing_to_one_table_at_the_same_version_both_land(bucket, opts):
+    """On the S3 store: the second writer's commit finds its version taken (conditional put) and is
+    retried by delta-rs on top of the first; neither loses rows."""
+    uri = table.uri(bucket, "results")
+    first = table.Committer(uri, sink.OUTPUT_SCHEMA, opts, "job-a")
+    second = table.Committer(uri, sink.OUTPUT_SCHEMA, opts, "job-b")  # both loaded at version 0
+    a, b = write(uri, "a.1", "job-a", opts), write(uri, "b.1", "job-b", opts)
+    assert first.commit(a) == 1
+    assert second.commit(b) == 2  # it tried version 1, found it written, and went on to 2
+    files = table.live_files(table.load(uri, opts))
+    assert sorted(table.unit_ids(files).to_pylist()) == ["a.1", "b.1"]
+    assert table.dataset(table.load(uri, opts), sink.OUTPUT_SCHEMA, opts).count_rows() == 6
 
 
 def test_a_committer_resumes_its_runs_transaction_count_from_the_table(tmp_path):
