@@ -45,7 +45,11 @@ non_negative_int = _checked(int, lambda v: v >= 0, "0 or more", "non_negative_in
 
 def batch_size(text: str) -> int | str:
     """--batch-size: a number of inputs, or `auto` (probe it on each predictor's device)."""
-    return "auto" if text == "auto" else positive_int(text)
+    if text == "auto":
+        return "auto"
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"must be a number of inputs or auto, not {text}")
+    return positive_int(text)
 
 
 def names(text: str) -> tuple[str, ...]:

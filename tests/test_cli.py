@@ -51,7 +51,8 @@ def test_values_are_checked_by_the_parser_before_any_io():
     base = ["footage", "--input", "s3://b/in/", "--output", "s3://b/out/", "--endpoint-url", "http://127.0.0.1:9"]
     for extra, message in ((["--fps", "0"], "--fps: must be greater than 0"), (["--every-n", "-1"], "must be at least 1"),
                            (["--fps", "1", "--every-n", "2"], "not allowed with argument"),
-                           (["--min-vehicle-score", "2"], "must be between 0 and 1")):
+                           (["--min-vehicle-score", "2"], "must be between 0 and 1"),
+                           (["--batch-size", "big"], "must be a number of inputs or auto, not big")):
         done = run(*base, *extra)
         assert done.returncode == 2 and message in done.stderr, (extra, done.stderr)
         assert "Traceback" not in done.stderr and "cannot reach" not in done.stderr
