@@ -177,7 +177,7 @@ def test_readme_demo_command_runs(tmp_path):
     assert (tmp_path / "recog-data" / "store" / "credentials.env").exists()
 
 
-def test_errors_retry_errors_and_purge(bucket, opts, ray_local, capsys):
+def test_errors_retry_errors_and_purge(bucket, opts, ray_local):
     """`recog errors` lists error rows, `--retry-errors` redoes only the units holding them (replacing
     their rows), `recog purge` deletes old days of a camera from the table and the store. (The reruns
     run in this process, on the session's Ray: their flag is the parser's, tested without a job.)"""
@@ -208,9 +208,9 @@ def test_errors_retry_errors_and_purge(bucket, opts, ray_local, capsys):
         return dict(rows)
 
     def retry_errors() -> str:
-        capsys.readouterr()
-        run_inference(InferConfig(input=f"{bucket}/ret/", output=out, images_per_unit=1, retry_errors=True))
-        return capsys.readouterr().out
+        said = io.StringIO()
+        run_inference(InferConfig(input=f"{bucket}/ret/", output=out, images_per_unit=1, retry_errors=True), said)
+        return said.getvalue()
 
     before = runs_per_key()
     assert "--retry-errors: 1 committed unit(s) hold error rows; 1 to do" in retry_errors()
