@@ -117,14 +117,14 @@ def label_units(work: Work, cfg: InferConfig, run: sink.RunCommitter, progress: 
     init_ray(cfg.ray_address)
     pool = MEDIA[cfg.media].pool(ray.cluster_resources(), cfg, largest_node_cpus())
     print(f"[recog] cluster {describe_cluster(ray.cluster_resources())}: {pool.describe()}", file=out, flush=True)
-    probed: list[dict] = []
+    reported = pool.batch_size is not None  # no probe, nothing to report
     try:
         for records in build_pipeline(work.todo, work.spec, pool, cfg, run.run_id).iter_batches(batch_format="pyarrow",
                                                                                                batch_size=None):
             taken = run.add(records)
-            if not probed and pool.batch_size is None:  # the actors have started: say what their probes chose
-                probed = read_probe_reports(probe_reports(cfg.output, run.run_id), cfg.storage)
-                for line in describe_probes(probed):
+            if not reported:  # the first block: the actors have started, say once what their probes chose
+                reported = True
+                for line in describe_probes(read_probe_reports(probe_reports(cfg.output, run.run_id), cfg.storage)):
                     print(f"[recog] {line}", file=out, flush=True)
             progress.update(units=taken.units, rows=taken.inputs, errors=taken.errors)
         run.close()

@@ -176,8 +176,9 @@ class Predictor:
             probe = probe_batch_size(self.classifier, spec.preprocessing.input_size, start, limit)
             self.batch_size = probe.batch
             if report:
-                body = {"device": device_name(self.classifier.device), "host": socket.gethostname(), **probe.to_dict()}
-                storage.write_bytes(f"{report}/{socket.gethostname()}-{os.getpid()}.json", json.dumps(body).encode(), opts)
+                host = socket.gethostname()
+                body = {"device": device_name(self.classifier.device), "host": host, **probe.to_dict()}
+                storage.write_bytes(f"{report}/{host}-{os.getpid()}.json", json.dumps(body).encode(), opts)
         self.label = spec.labeler(min_vehicle_score)
         self.classes = np.asarray(spec.classes, dtype=object)
         self.topk = min(topk, len(spec.classes))

@@ -266,8 +266,9 @@ class RunCommitter:
         commit thread turns the records into Python objects, once per batch."""
         self._raise()
         ids, tables, inputs, errors = (records.column(c).to_pylist() for c in ("unit_id", "table", "inputs", "errors"))
-        new = set(ids) - self.taken
-        if len(new) < len(set(ids)):  # a retried writer task handed in a unit again: its second files stay orphans
+        seen = set(ids)
+        new = seen - self.taken
+        if len(new) < len(seen):  # a retried writer task handed in a unit again: its second files stay orphans
             records = records.take(pa.array([i for i, u in enumerate(ids) if u in new], pa.int64()))
         first = {u: n for u, t, n in zip(ids, tables, inputs) if t == self.names[0] and u in new}
         taken = Taken(len(new), sum(first.values()),
