@@ -8,10 +8,16 @@ what decoding can do, and what recog does end to end, on this machine's GPU and 
     decode       JPEG images/s: PIL with recog's reduced-size decoding on every CPU core against
                  batched nvJPEG on the GPU (recog's --decode predictor path), on ImageNet-sized photos
                  and on 1080p frames
-    recog        the image job end to end (Ray Data -> predictor actors -> Parquet) on photos and 1080p
-                 frames, --decode workers vs predictor, GPU busy % sampled during the run (NVML);
-                 skipped, with the reason, where Ray is not installed
+    recog        the image job end to end (Ray Data -> predictor actors -> Delta tables) on photos and
+                 1080p frames, --decode workers, predictor and auto, GPU busy % sampled during the run
+                 (NVML), where each run's start-up went and where auto decoded; skipped, with the
+                 reason, where Ray is not installed
+    footage      the footage job (frames sampled at --fps) and the vehicles job (every frame tracked)
+                 on --clips copies of a shared clip, frames/s and GPU busy %
     ratios       end to end / model-only, end to end / decode ceiling
+
+Each part's figures are written to --json as soon as it ends, so a run cut short keeps them; on a
+GPU a part that fails is reported and the next one runs.
 
 Weights are random (speed does not depend on them, and nothing is downloaded). Figures are medians.
 
@@ -42,6 +48,7 @@ from recog.storage import StorageOptions
 
 PHOTOS = [Path(__file__).resolve().parents[2] / "shared" / "data" / "photos" / "imagenet",
           Path(__file__).resolve().parents[1] / ".gpu" / "photos"]  # where bench/gpu.sh puts a copy
+VIDEOS = [PHOTOS[0].parents[1] / "videos", PHOTOS[1].parent / "videos"]  # bench/gpu.sh's copy: .gpu/videos
 ARCHS = ("efficientnet_lite0", "resnet50")
 
 
@@ -179,9 +186,18 @@ class BusySampler:
         return round(statistics.mean(self.samples), 1) if self.samples else None
 
 
+def job_figures(manifest: dict, rows: int, seconds: float, sampler: BusySampler) -> dict:
+    """A run's rate, GPU busy %, where its start-up went and (--decode auto) where it decoded."""
+    figures = {"rows": rows, "seconds": round(seconds, 2), "per_s": round(rows / seconds, 1),
+               "gpu_busy_pct": sampler.busy(), "startup": manifest.get("startup")}
+    if manifest.get("decoding"):
+        figures["decoding"] = manifest["decoding"]
+    return figures
+
+
 def end_to_end(args, device: torch.device) -> dict:
     """recog infer on local files (an object store is not needed to load the GPU), each image set
-    with --decode workers and predictor, after one run that starts Ray and is not kept."""
+    with each --decode, after one run that starts Ray and is not kept."""
     try:
         import ray  # noqa: F401
     except ImportError as e:
@@ -203,7 +219,7 @@ def end_to_end(args, device: torch.device) -> dict:
             for n in range(0, len(images), per):
                 (folder / f"shard-{n // per:06d}.tar").write_bytes(
                     tar_bytes([(f"{i:08d}", {"jpg": images[i]}) for i in range(n, min(n + per, len(images)))]))
-            for decode_at in args.decodes.split(",") if not args.tiny else ("workers",) if name == "photos" else ("predictor",):
+            for decode_at in args.decodes.split(",") if not args.tiny else ("auto",) if name == "photos" else ("predictor",):
                 cfg = InferConfig(input=str(folder), output=str(Path(tmp) / f"out-{name}-{decode_at}"), decode=decode_at,
                                   model=model, device=device.type, force=True)
                 if not out and not args.tiny:  # warm-up on one shard: Ray started, the model files cached
@@ -213,22 +229,78 @@ def end_to_end(args, device: torch.device) -> dict:
                     t0 = time.perf_counter()
                     manifest = run_inference(cfg, out=sys.stdout if args.job_output else open(os.devnull, "w"))
                     seconds = time.perf_counter() - t0
-                rows = manifest["summary"]["rows"]
-                out[f"{name}/{decode_at}"] = {"images": rows, "seconds": round(seconds, 2), "images_per_s": round(rows / seconds, 1),
-                                              "gpu_busy_pct": sampler.busy()}
-                print(f"[gpu] recog {name} --decode {decode_at}: {rows / seconds:,.0f} images/s, GPU busy {sampler.busy()} %", flush=True)
+                run = out[f"{name}/{decode_at}"] = job_figures(manifest, manifest["summary"]["rows"], seconds, sampler)
+                share = f", {run['decoding']['share']:.0%} decoded on the device" if "decoding" in run else ""
+                print(f"[gpu] recog {name} --decode {decode_at}: {run['per_s']:,.0f} images/s, GPU busy {run['gpu_busy_pct']} %"
+                      f"{share}; first results at {run['startup']['first_results_s']} s", flush=True)
+                save(args, "recog", out)
     return out
+
+
+def footage_jobs(args, device: torch.device) -> dict:
+    """The footage job (frames sampled at --fps, classified) and the vehicles job (every frame
+    tracked on CPU, crops classified) on copies of a shared clip, from local files."""
+    try:
+        import av  # noqa: F401
+        import ray  # noqa: F401
+    except ImportError as e:
+        return {"skipped": f"PyAV or Ray is not installed here ({e})"}
+    from recog.config import InferConfig, VehiclesConfig
+    from recog.pipeline import run_inference
+
+    folder = next((p for p in VIDEOS if p.is_dir()), None)
+    if folder is None:
+        return {"skipped": f"no clips: looked in {', '.join(map(str, VIDEOS))}"}
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        jobs = {"footage": ("ahmetozlu_input_video.mp4", lambda src, dst: InferConfig(
+                    input=src, output=dst, media="video", fps=args.fps, device=device.type, force=True)),
+                "vehicles": ("bgslibrary_video02.avi", lambda src, dst: VehiclesConfig(
+                    input=src, output=dst, line=("away=0.3,0.6,1.0,0.6",), device=device.type, force=True, segment_seconds=10))}
+        for job, (clip, config) in jobs.items():
+            src = Path(tmp) / job
+            src.mkdir()
+            for i in range(args.clips):
+                (src / f"cam{i:02d}_{clip}").write_bytes((folder / clip).read_bytes())
+            with BusySampler() as sampler:
+                t0 = time.perf_counter()
+                manifest = run_inference(config(str(src), str(Path(tmp) / f"out-{job}")),
+                                         out=sys.stdout if args.job_output else open(os.devnull, "w"))
+                seconds = time.perf_counter() - t0
+            frames = manifest["summary"]["rows"] if job == "footage" else args.clips * frames_of(folder / clip)  # all tracked
+            run = out[job] = job_figures(manifest, frames, seconds, sampler) | {"clips": args.clips, "clip": clip}
+            print(f"[gpu] recog {job}: {args.clips} x {clip}, {run['per_s']:,.0f} frames/s, GPU busy {run['gpu_busy_pct']} %",
+                  flush=True)
+            save(args, "footage", out)
+    return out
+
+
+def frames_of(path: Path) -> int:
+    import av
+
+    with av.open(str(path)) as c:
+        return c.streams.video[0].frames
+
+
+def save(args, part: str, figures) -> None:
+    """Write what is measured so far: a run cut short keeps its figures."""
+    if args.json:
+        done = json.loads(args.json.read_text()) if args.json.exists() else {}
+        args.json.write_text(json.dumps(done | {part: figures}, indent=1))
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda", help="cuda or cpu (default cuda)")
     p.add_argument("--tiny", action="store_true", help="tiny inputs and short timings: checks every path, measures nothing")
-    p.add_argument("--parts", default="model,decode,e2e", help="what to measure (default model,decode,e2e)")
+    p.add_argument("--parts", default="model,decode,e2e,video", help="what to measure (default model,decode,e2e,video)")
     p.add_argument("--count", type=int, default=20000, help="photos per end-to-end run (default 20000)")
     p.add_argument("--hd-count", type=int, default=4000, help="1080p frames per end-to-end run (default 4000)")
     p.add_argument("--sets", default="photos,1080p", help="image sets of the end-to-end runs (default photos,1080p)")
-    p.add_argument("--decodes", default="workers,predictor", help="--decode values of the end-to-end runs")
+    p.add_argument("--decodes", default="workers,predictor,auto", help="--decode values of the end-to-end runs "
+                   "(default workers,predictor,auto)")
+    p.add_argument("--clips", type=int, default=8, help="copies of the clip per footage job (default 8)")
+    p.add_argument("--fps", type=float, default=5.0, help="the footage job's sampling (default 5 fps)")
     p.add_argument("--job-output", action="store_true", help="show the end-to-end jobs' own lines")
     p.add_argument("--decode-count", type=int, default=4096, help="images per decode measurement (default 4096)")
     p.add_argument("--batch", type=int, default=256, help="the fixed batch (default 256)")
@@ -238,46 +310,71 @@ def main() -> int:
     p.add_argument("--no-compile", dest="compile", action="store_false", help="skip the torch.compile figures")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
-    if args.tiny:
+    if args.tiny:  # every path, on a CPU, in about a minute
         args.count, args.hd_count, args.decode_count, args.batch, args.max_batch, args.repeat, args.min_s = 32, 16, 16, 8, 16, 1, 0.0
+        args.clips, args.fps = 1, 1.0
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("no CUDA device here: --device cpu --tiny checks the script on a CPU")
     name = torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu"
     print(f"[gpu] {name}, torch {torch.__version__}, {os.cpu_count()} CPU cores", flush=True)
     figures = {"device": name, "torch": torch.__version__, "cpu_cores": os.cpu_count()}
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1))
     parts = set(args.parts.split(","))
-    figures["model_only"] = model_only(args, device) if "model" in parts else []
-    figures["decode"] = decode(args, device) if "decode" in parts else {}
-    figures["recog"] = end_to_end(args, device) if "e2e" in parts else {"skipped": "not in --parts"}
-    best = {a: max(r["images_per_s"] for r in figures["model_only"] if r["arch"] == a and not r["compile"])
-            for a in ARCHS if figures["model_only"]}
-    ratios = {}
+    steps = (("model_only", "model", model_only), ("decode", "decode", decode), ("recog", "e2e", end_to_end),
+             ("footage", "video", footage_jobs))
+    for key, part, measure in steps:
+        if part not in parts:
+            figures[key] = {"skipped": "not in --parts"}
+            continue
+        try:
+            figures[key] = measure(args, device)
+        except Exception as e:  # noqa: BLE001 - one part failing must not lose the others' figures (GPU time is scarce)
+            if args.tiny:
+                raise
+            figures[key] = {"failed": f"{type(e).__name__}: {e}"}
+            print(f"[gpu] {part} failed: {type(e).__name__}: {e}", flush=True)
+        save(args, key, figures[key])
+    figures["ratios"] = ratios(figures)
+    save(args, "ratios", figures["ratios"])
+    print_table(figures, device)
+    return 0
+
+
+def ratios(figures: dict) -> dict:
+    """Each end-to-end run against the model alone and against the faster decoder on its images."""
+    model = [r for r in figures["model_only"] if isinstance(r, dict) and r.get("arch") == "efficientnet_lite0" and not r["compile"]] \
+        if isinstance(figures["model_only"], list) else []
+    decoders = figures["decode"] if "photos" in figures["decode"] else {}
+    out = {}
     for key, run in figures["recog"].items():
-        if isinstance(run, dict) and best and figures["decode"]:
-            images = key.split("/")[0]
-            ceiling = max(figures["decode"][images]["pil_all_cores"], figures["decode"][images]["device_batched"])
-            ratios[key] = {"vs_model_only": round(run["images_per_s"] / best["efficientnet_lite0"], 3),
-                           "vs_decode_ceiling": round(run["images_per_s"] / ceiling, 3)}
-    figures["ratios"] = ratios
+        if isinstance(run, dict) and model and decoders:
+            d = decoders[key.split("/")[0]]
+            out[key] = {"vs_model_only": round(run["per_s"] / max(r["images_per_s"] for r in model), 3),
+                        "vs_decode_ceiling": round(run["per_s"] / max(d["pil_all_cores"], d["device_batched"]), 3)}
+    return out
+
+
+def print_table(figures: dict, device: torch.device) -> None:
     print("\nmodel-only (images/s, 224 px, bf16 on GPU, channels-last)")
-    for r in figures["model_only"]:
+    for r in figures["model_only"] if isinstance(figures["model_only"], list) else []:
         print(f"  {r['arch']:<20} batch {r['batch']:>5}{' (probed)' if r['tuned'] else '':<9} {'compiled' if r['compile'] else 'eager':<9} "
               f"{r['images_per_s']:>10,.0f}")
     print("decode (images/s)")
-    for k, d in figures["decode"].items():
+    for k, d in figures["decode"].items() if "photos" in figures["decode"] else ():
         print(f"  {k:<8} PIL on {d['cores']} cores {d['pil_all_cores']:>8,.0f}   {device.type} batched {d['device_batched']:>8,.0f}")
-    if "skipped" not in figures["recog"]:
-        print("recog end to end (images/s)")
-        for k, r in figures["recog"].items():
-            ratio = ratios.get(k)
-            print(f"  {k:<20} {r['images_per_s']:>8,.0f}  GPU busy {r['gpu_busy_pct']} %"
-                  + (f"  x{ratio['vs_model_only']} of model-only, x{ratio['vs_decode_ceiling']} of the decode ceiling" if ratio else ""))
-    else:
-        print(f"recog end to end: skipped ({figures['recog']['skipped']})")
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=1))
-    return 0
+    for title, key, unit in (("recog end to end", "recog", "images"), ("footage jobs", "footage", "frames")):
+        runs = {k: r for k, r in figures[key].items() if isinstance(r, dict)}
+        print(f"{title} ({unit}/s)" + ("" if runs else f": {figures[key]}"))
+        for k, r in runs.items():
+            ratio = figures["ratios"].get(k)
+            share = f", {r['decoding']['share']:.0%} decoded on the device" if r.get("decoding") else ""
+            start = r["startup"] or {}
+            print(f"  {k:<20} {r['per_s']:>8,.0f}  GPU busy {r['gpu_busy_pct']} %{share}; first results at "
+                  f"{start.get('first_results_s')} s (Ray up {start.get('ray_up_s')} s, predictors ready "
+                  f"{start.get('predictors_ready_s')} s)"
+                  + (f"; x{ratio['vs_model_only']} of model-only, x{ratio['vs_decode_ceiling']} of the decode ceiling" if ratio else ""))
 
 
 if __name__ == "__main__":

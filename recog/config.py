@@ -122,9 +122,10 @@ class InferConfig:
                                           "its device at start and keeps the largest that raises images/s and "
                                           "fits in memory", group="cluster", type=batch_size,
                                           default_help="auto on GPU, 16 on CPU")
-    decode: str = option("workers", "where JPEGs are decoded: on CPU workers, or by the predictor actors on their "
-                         "device (nvJPEG on a GPU), for when the CPUs cannot keep up", group="cluster",
-                         choices=("workers", "predictor"))
+    decode: str = option("auto", "where JPEGs are decoded: on CPU workers, by the predictor actors on their device "
+                         "(nvJPEG on a GPU), or auto: on the workers, with the share of units the CPUs cannot keep "
+                         "up with moved to the predictors, from rates measured as the job runs", group="cluster",
+                         choices=("auto", "workers", "predictor"))
     compile: bool = option(False, "torch.compile the model in each predictor actor (slower start)", group="cluster",
                            action="store_true", default_help="off")
     ray_address: str | None = option(None, "Ray cluster to run on", group="cluster",

@@ -27,6 +27,7 @@ class Media:
     noun: str  # what one labeled row is, for progress lines
     row_noun: str  # what one row of the job's (first) table is
     wanted: str  # what the job looks for, for "found nothing"
+    jpegs = False  # whether its inputs are JPEG files, which --decode can send to the predictors
 
     def settings(self, cfg: InferConfig) -> dict:
         """Settings beyond the model's that change a unit's rows (part of its id)."""
@@ -38,13 +39,14 @@ class Media:
     def describe(self, cfg: InferConfig, found: Inputs) -> str:
         raise NotImplementedError
 
-    def read_stage(self, cfg: InferConfig, spec, pool: runtime.PredictorPool) -> dict:
-        """The map_batches arguments of the stage before the predictor: read a unit, make model input."""
+    def read_stage(self, cfg: InferConfig, spec, pool: runtime.PredictorPool, balance=None) -> dict:
+        """The map_batches arguments of the stage before the predictor: read a unit, make model input
+        (`balance`: where JPEGs are decoded, under --decode auto)."""
         from recog import preprocess
 
         return {"fn": preprocess.load_units, "num_cpus": pool.decode_cpus,
                 "fn_kwargs": {"opts": cfg.storage, "prep": spec.preprocessing, "sampling": self.sampling(cfg),
-                              "defer_jpeg": cfg.decode == "predictor"}}
+                              "defer_jpeg": cfg.decode == "predictor", "balance": balance}}
 
     def sampling(self, cfg: InferConfig):
         return None
@@ -63,6 +65,7 @@ class Media:
 
 class Images(Media):
     job, noun, row_noun = "infer", "images", "images"
+    jpegs = True
     wanted = "tar shards or images (" + ", ".join(sources.IMAGE_EXTS) + ")"
 
     def find_units(self, cfg: InferConfig, files: list[FileEntry], fingerprint: str) -> Inputs:
@@ -140,7 +143,7 @@ class Vehicles(Footage):
         return (f"{found.videos} video(s) -> {len(found.units)} segment(s) of {float(self.segment_length(cfg)):g} s "
                 f"(+{self.tracking(cfg).warmup_s():g} s warm-up each), every frame, detector {cfg.detector}; {lines}")
 
-    def read_stage(self, cfg, spec, pool: runtime.PredictorPool) -> dict:
+    def read_stage(self, cfg, spec, pool: runtime.PredictorPool, balance=None) -> dict:
         from recog import track
 
         kwargs = {"opts": cfg.storage, "prep": spec.preprocessing, "settings": self.tracking(cfg).to_dict()}

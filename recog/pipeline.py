@@ -14,58 +14,53 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
+import time
 from dataclasses import dataclass
 
 from recog import models, sink, storage, table
+from recog.balance import DecodeBalance, RemoteBalance, describe
 from recog.config import InferConfig
 from recog.errors import JobFailed, StorageError
 from recog.media import MEDIA, fingerprint
 from recog.models import ModelSpec
 from recog.predict import Predictor, describe_probes, probe_reports, read_probe_reports
 from recog.progress import Progress
-from recog.runtime import WRITER_CPUS, PredictorPool, describe_cluster, init_ray, largest_node_cpus, ray_messages, units_dataset
+from recog.runtime import WRITER_CPUS, PredictorPool, decode_slots, describe_cluster, init_ray, largest_node_cpus, ray_messages, units_dataset, whole_blocks
 from recog.sources import Inputs, Unit
 
 
-def build_pipeline(units: list[Unit], spec: ModelSpec, pool: PredictorPool, cfg: InferConfig, run_id: str):
+def build_pipeline(units: list[Unit], spec: ModelSpec, pool: PredictorPool, cfg: InferConfig, run_id: str,
+                   balance: RemoteBalance | None = None):
     """The Ray Data chain, every stage with its resources in one place. Each unit travels as one
-    block from the read stage on (batch_size=None below keeps blocks whole), so that the writer
-    sees complete units."""
+    block from the read stage on (`whole_blocks`), so that the writer sees complete units.
+    `balance` (--decode auto) tells the read stage which units' JPEGs to leave to the predictors."""
     import ray.data
 
-    read = MEDIA[cfg.media].read_stage(cfg, spec, pool)
-    return (
-        units_dataset(units)
-        # read + decode + resize (or, for vehicles, track): CPU tasks, one unit (shard, image group,
-        # video segment) each; for a learned detector, actors on the GPUs
-        .map_batches(read.pop("fn"), batch_size=1, batch_format="pyarrow", **read)
-        # the model: a pool of actors, each with its own GPU (or CPUs), pool.batch_size rows a call
-        .map_batches(
-            Predictor,
-            fn_constructor_kwargs={"spec": spec, "opts": cfg.storage, "device": pool.device, "topk": cfg.topk,
-                                   "min_vehicle_score": cfg.min_vehicle_score, "batch_size": pool.batch_size,
-                                   "threads": pool.threads, "compile": cfg.compile,
-                                   "report": probe_reports(cfg.output, run_id)},
-            batch_size=None,
-            batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=pool.actors),
-            num_cpus=pool.cpus_per_actor,
-            num_gpus=pool.gpus_per_actor,
-            # Room for the weights and a batch's activations. Being a different request from the
-            # decode tasks', it also stops Ray Data fusing decoding into the actors, which would
-            # leave the model's CPUs decoding and the rest idle.
-            memory=pool.memory,
-        )
-        # the tables: CPU tasks write each complete unit's Parquet files to storage; only their
-        # add-records (a few hundred bytes a file) go on to the driver
-        .map_batches(
-            sink.write_units,
-            fn_kwargs={"output": cfg.output, "run_id": run_id, "opts": cfg.storage, "tables": MEDIA[cfg.media].tables(cfg)},
-            batch_size=None,
-            batch_format="pyarrow",
-            num_cpus=WRITER_CPUS,
-        )
+    read = MEDIA[cfg.media].read_stage(cfg, spec, pool, balance)
+    # read + decode + resize (or, for vehicles, track): CPU tasks, one unit (shard, image group,
+    # video segment) each; for a learned detector, actors on the GPUs
+    units_read = units_dataset(units).map_batches(read.pop("fn"), batch_size=1, batch_format="pyarrow", **read)
+    # the model: a pool of actors, each with its own GPU (or CPUs), pool.batch_size rows a call
+    labeled = whole_blocks(
+        units_read,
+        Predictor,
+        fn_constructor_kwargs={"spec": spec, "opts": cfg.storage, "device": pool.device, "topk": cfg.topk,
+                               "min_vehicle_score": cfg.min_vehicle_score, "batch_size": pool.batch_size,
+                               "threads": pool.threads, "compile": cfg.compile,
+                               "report": probe_reports(cfg.output, run_id), "balance": balance},
+        compute=ray.data.ActorPoolStrategy(size=pool.actors),
+        num_cpus=pool.cpus_per_actor,
+        num_gpus=pool.gpus_per_actor,
+        # Room for the weights and a batch's activations. Being a different request from the
+        # decode tasks', it also stops Ray Data fusing decoding into the actors, which would
+        # leave the model's CPUs decoding and the rest idle.
+        memory=pool.memory,
     )
+    # the tables: CPU tasks write each complete unit's Parquet files to storage; only their
+    # add-records (a few hundred bytes a file) go on to the driver
+    return whole_blocks(labeled, sink.write_units, num_cpus=WRITER_CPUS,
+                        fn_kwargs={"output": cfg.output, "run_id": run_id, "opts": cfg.storage,
+                                   "tables": MEDIA[cfg.media].tables(cfg)})
 
 
 @dataclass
@@ -78,6 +73,7 @@ class Work:
     status: sink.UnitStatus
     earlier: set[str]
     todo: list[Unit]
+    started_at: float  # when the job started (time.time())
 
     @property
     def digest(self) -> str:
@@ -86,6 +82,7 @@ class Work:
 
 def prepare(cfg: InferConfig, out=sys.stdout) -> Work:
     """Check access and the model, find the units, and leave out those the tables already hold."""
+    t0 = time.time()
     opts, media = cfg.storage, MEDIA[cfg.media]
     files = storage.check_access(cfg.source, cfg.output, opts, cfg.input_list is not None)
     spec = models.resolve(cfg.model, cfg.weights, list(cfg.classes) if cfg.classes else None, opts)
@@ -107,24 +104,44 @@ def prepare(cfg: InferConfig, out=sys.stdout) -> Work:
     if status.changed:
         print(f"[recog] {len(status.changed)} unit(s) hold inputs rewritten since an earlier run: "
               f"their new rows replace the old", file=out, flush=True)
-    return Work(spec, found, status, earlier, todo)
+    return Work(spec, found, status, earlier, todo, t0)
 
 
-def label_units(work: Work, cfg: InferConfig, run: sink.RunCommitter, progress: Progress, out=sys.stdout) -> PredictorPool:
+@dataclass
+class Labeled:
+    """How a run's units were labeled: the predictor pool, where the time to the first results
+    went, and (--decode auto) where JPEGs were decoded and why."""
+
+    pool: PredictorPool
+    startup: dict
+    decoding: dict | None
+
+
+def label_units(work: Work, cfg: InferConfig, run: sink.RunCommitter, progress: Progress, out=sys.stdout) -> Labeled:
     """Stream the units to do through the Ray pipeline; the run commits their files in batches."""
     import ray
 
+    since = lambda: round(time.time() - work.started_at, 2)  # noqa: E731 - seconds into the job
+    startup = {"prepare_s": since()}
     init_ray(cfg.ray_address)
-    pool = MEDIA[cfg.media].pool(ray.cluster_resources(), cfg, largest_node_cpus())
-    print(f"[recog] cluster {describe_cluster(ray.cluster_resources())}: {pool.describe()}", file=out, flush=True)
-    reported = pool.batch_size is not None  # no probe, nothing to report
+    startup["ray_up_s"] = since()
+    cluster = ray.cluster_resources()
+    pool = MEDIA[cfg.media].pool(cluster, cfg, largest_node_cpus())
+    print(f"[recog] cluster {describe_cluster(cluster)}: {pool.describe()}", file=out, flush=True)
+    balance = None
+    if cfg.decode == "auto" and MEDIA[cfg.media].jpegs:
+        slots = decode_slots(cluster, pool)
+        balance = RemoteBalance(ray.remote(DecodeBalance).options(num_cpus=0).remote(slots, pool.actors))
     try:
-        for records in build_pipeline(work.todo, work.spec, pool, cfg, run.run_id).iter_batches(batch_format="pyarrow",
-                                                                                               batch_size=None):
+        startup["pipeline_s"] = since()
+        for records in build_pipeline(work.todo, work.spec, pool, cfg, run.run_id, balance).iter_batches(
+                batch_format="pyarrow", batch_size=None):
             taken = run.add(records)
-            if not reported:  # the first block: the actors have started, say once what their probes chose
-                reported = True
-                for line in describe_probes(read_probe_reports(probe_reports(cfg.output, run.run_id), cfg.storage)):
+            if "first_results_s" not in startup:  # the first block: say once where the start-up went
+                startup["first_results_s"] = since()
+                reports = read_probe_reports(probe_reports(cfg.output, run.run_id), cfg.storage)
+                startup |= predictors_startup(reports, work.started_at)
+                for line in [*describe_probes(reports), describe_startup(startup)]:
                     print(f"[recog] {line}", file=out, flush=True)
             progress.update(units=taken.units, rows=taken.inputs, errors=taken.errors)
         run.close()
@@ -132,7 +149,31 @@ def label_units(work: Work, cfg: InferConfig, run: sink.RunCommitter, progress: 
         run.stop()
         raise JobFailed(f"the job stopped after committing {len(run.committed)} of {len(work.todo)} unit(s): {_cause(e)}. "
                         f"Committed units are kept: run the same command again to do the rest.") from e
-    return pool
+    decoding = balance.state() if balance else None
+    if decoding:
+        print(f"[recog] {describe(decoding)}", file=out, flush=True)
+    return Labeled(pool, startup, decoding)
+
+
+def predictors_startup(reports: list[dict], started_at: float) -> dict:
+    """When the (slowest of the) predictors that reported were ready, seconds into the job, and
+    what their start took: scheduling, process and imports; the model; the batch probe."""
+    if not reports:
+        return {}
+    return {"predictors_ready_s": round(max(r["ready_at"] for r in reports) - started_at, 2),
+            "predictor_init_s": round(max(r["init_at"] for r in reports) - started_at, 2),
+            "model_s": max(r["model_s"] for r in reports),
+            "probe_s": max(r.get("probe_s", 0) for r in reports)}
+
+
+def describe_startup(startup: dict) -> str:
+    """`start-up: first results at 7.1 s: inputs checked 0.4 s, Ray up at 2.9 s, ...`."""
+    parts = [f"inputs checked at {startup['prepare_s']:g} s", f"Ray up at {startup['ray_up_s']:g} s"]
+    if "predictors_ready_s" in startup:
+        parts.append(f"predictors constructed from {startup['predictor_init_s']:g} s (processes and imports), "
+                     f"ready at {startup['predictors_ready_s']:g} s (model {startup['model_s']:g} s, "
+                     f"batch probe {startup['probe_s']:g} s)")
+    return f"start-up: first results at {startup['first_results_s']:g} s; " + ", ".join(parts)
 
 
 def run_inference(cfg: InferConfig, out=sys.stdout) -> dict:
@@ -151,14 +192,14 @@ def run_inference(cfg: InferConfig, out=sys.stdout) -> dict:
     run.replacing({u.unit_id for u in work.todo})
     run.adopt(work.status, work.earlier)
     progress = Progress(len(work.todo), label=media.noun, stream=out)
-    pool = None
+    labeled = None
     if work.todo:
         with ray_messages(media.job, cfg.verbose, out):
-            pool = label_units(work, cfg, run, progress, out)
-    return commit_run(cfg, work, run, pool, started, progress, out)
+            labeled = label_units(work, cfg, run, progress, out)
+    return commit_run(cfg, work, run, labeled, started, progress, out)
 
 
-def commit_run(cfg: InferConfig, work: Work, run: sink.RunCommitter, pool: PredictorPool | None,
+def commit_run(cfg: InferConfig, work: Work, run: sink.RunCommitter, labeled: Labeled | None,
                started: dt.datetime, progress: Progress, out=sys.stdout) -> dict:
     """Write the run record (the run's commit) and say what the run did."""
     media = MEDIA[cfg.media]
@@ -173,9 +214,11 @@ def commit_run(cfg: InferConfig, work: Work, run: sink.RunCommitter, pool: Predi
         "config": cfg.to_dict(), "model": work.spec.to_dict() | {"classes": len(work.spec.classes),
                                                                   "class_names": None if work.spec.taxonomy == "imagenet"
                                                                   else list(work.spec.classes)},
-        "resources": pool.__dict__ if pool else None, "inputs": work.found.counts(),
-        "batch_probes": read_probe_reports(probe_reports(cfg.output, run.run_id), cfg.storage)
-        if pool and pool.batch_size is None else None,
+        "resources": labeled.pool.__dict__ if labeled else None, "inputs": work.found.counts(),
+        # every predictor's start-up and batch probe (those that started after the first block too)
+        "predictors": read_probe_reports(probe_reports(cfg.output, run.run_id), cfg.storage) if labeled else None,
+        "startup": labeled.startup if labeled else None,
+        "decoding": labeled.decoding if labeled else None,
     }, work.digest)
     summary = run.summary
     labels = ", ".join(f"{k} {v}" for k, v in summary.labels.most_common())

@@ -8,6 +8,7 @@ a row with `error` set and a black image in its place, so every input keeps its 
 from __future__ import annotations
 
 import io
+import time
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -223,11 +224,23 @@ def model_input(records: list[dict], prep: Preprocessing, schema: pa.Schema, def
     return table.append_column("image", ArrowTensorArray.from_numpy(images))
 
 
-def load_units(units: pa.Table, opts, prep: Preprocessing, sampling, defer_jpeg: bool = False) -> Iterator[pa.Table]:
+def load_units(units: pa.Table, opts, prep: Preprocessing, sampling, defer_jpeg: bool = False,
+               balance=None) -> Iterator[pa.Table]:
     """The CPU stage (a Ray Data task per unit): read each unit and turn its records into model
-    input. It lives here, away from torch, so that a decode worker starts without importing it."""
+    input. It lives here, away from torch, so that a decode worker starts without importing it.
+    With a `balance` (`--decode auto`, a balance.RemoteBalance), it says per unit whether the JPEGs
+    go to the predictor, and hears how long the unit took."""
     from recog import sources
 
     for row in units.to_pylist():
-        for records in sources.read_unit(sources.Unit.from_row(row), opts, sampling):
-            yield model_input(records, prep, sources.RECORD_SCHEMA, defer_jpeg)
+        unit = sources.Unit.from_row(row)
+        defer = defer_jpeg or (balance is not None and balance.defers(unit.unit_id))
+        images, seconds, t0 = 0, 0.0, time.perf_counter()
+        for records in sources.read_unit(unit, opts, sampling):
+            table = model_input(records, prep, sources.RECORD_SCHEMA, defer)
+            images += sum(not r["end"] for r in records)
+            seconds += time.perf_counter() - t0
+            yield table
+            t0 = time.perf_counter()  # the time the predictor spent on what was yielded is not this unit's
+        if balance is not None and images:
+            balance.decoded(images, seconds, on_cpu=not defer)

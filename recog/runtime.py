@@ -125,6 +125,18 @@ def units_dataset(units: list):
     return ray.data.from_items([u.to_row() for u in units], override_num_blocks=max(1, len(units)))
 
 
+def whole_blocks(ds, fn, **args):
+    """`ds.map_batches(fn, batch_size=None, batch_format="pyarrow", **args)`: each block (here, whole
+    units) one call. Ray Data's public map_batches refuses batch_size=None when GPUs are asked for
+    (it wants a batch size to tune); its map_groups takes GPUs with whole blocks through
+    map_batches_internal, and so does this. A fixed batch size would cut units apart."""
+    whole = getattr(ds, "map_batches_internal", None)
+    if whole is None:
+        raise ClusterError("this Ray has no Dataset.map_batches_internal, which recog needs to pass whole units to "
+                           "GPU actors; install the Ray version in constraints.txt")
+    return whole(fn, batch_size=None, batch_format="pyarrow", **args)
+
+
 def nodes() -> list:
     import ray
 
@@ -159,6 +171,11 @@ class PredictorPool:
         kind = f"{self.gpus_per_actor:g} GPU" if self.gpus_per_actor else f"{self.threads} thread(s)"
         batch = self.batch_size or "probed on each actor's device"
         return f"{self.actors} predictor actor(s) x {kind} each on {self.device}, batch {batch}"
+
+
+def decode_slots(cluster: dict, pool: PredictorPool) -> float:
+    """How many decode tasks run at once beside the predictor actors (--decode auto weighs them)."""
+    return max(1.0, (cluster.get("CPU", 1) - pool.actors * pool.cpus_per_actor) // pool.decode_cpus)
 
 
 def pool_batch(cfg, default: int | None) -> int | None:

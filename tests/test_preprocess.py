@@ -147,3 +147,26 @@ def test_decode_jpegs_matches_the_cpu_path_and_reports_bad_files():
     for i, data in enumerate(good):
         cpu = decode_image(data, prep)[0].astype(int)
         assert np.abs(pixels[i].numpy().astype(int) - cpu).mean() < 3
+
+
+def test_load_units_asks_the_balance_where_each_unit_decodes_and_tells_it_how_long_units_took(tmp_path):
+    import pyarrow as pa
+
+    from recog import sources, storage
+    from recog.balance import DecodeBalance
+    from recog.storage import StorageOptions
+
+    for i in range(6):
+        (tmp_path / f"{i}.jpg").write_bytes(jpeg(64, 48))
+    found = sources.image_units(storage.list_files(str(tmp_path), StorageOptions()), str(tmp_path), "fp", 3)
+    units = pa.Table.from_pylist([u.to_row() for u in found.units])
+    for share in (0.0, 1.0):
+        balance = DecodeBalance(slots=1, actors=1)
+        balance._share = share  # what the job's balance would have measured
+        out = pa.concat_tables(preprocess.load_units(units, StorageOptions(), PREP, None, balance=balance))
+        inputs = [not end for end in out.column("end").to_pylist()]
+        encoded = [e is not None for e, i in zip(out.column("encoded").to_pylist(), inputs) if i]
+        assert encoded == [share == 1.0] * 6
+        timed, untouched = (balance.cpu, balance.read) if share == 0.0 else (balance.read, balance.cpu)
+        assert timed[0] > 0 and timed[1] > 0 and untouched == [0, 0]  # each unit's time, where it was decoded
+        assert balance.images["cpu"] == (6 if share == 0.0 else 0)

@@ -66,7 +66,8 @@ def test_heads_benchmark_runs(tmp_path):
 
 
 def test_gpu_benchmark_runs_on_a_cpu_with_a_tiny_input(tmp_path):
-    """bench/gpu.py's every path (model-only with the batch probe, decoding, the job end to end) on a CPU."""
+    """bench/gpu.py's every path (model-only with the batch probe, decoding, the image job end to end,
+    the footage and vehicles jobs) on a CPU."""
     out = tmp_path / "gpu.json"
     done = subprocess.run([sys.executable, "bench/gpu.py", "--device", "cpu", "--tiny", "--no-compile", "--json", str(out)],
                           cwd=REPO, capture_output=True, text=True, timeout=600)
@@ -75,7 +76,10 @@ def test_gpu_benchmark_runs_on_a_cpu_with_a_tiny_input(tmp_path):
     assert {r["arch"] for r in figures["model_only"]} == {"efficientnet_lite0", "resnet50"}
     assert sum("probe" in r for r in figures["model_only"]) == 2  # the probe's findings, once per architecture
     assert set(figures["decode"]) == {"photos", "1080p"} and all(d["pil_all_cores"] > 0 for d in figures["decode"].values())
-    assert set(figures["recog"]) == {"photos/workers", "1080p/predictor"} and set(figures["ratios"]) == set(figures["recog"])
+    assert set(figures["recog"]) == {"photos/auto", "1080p/predictor"} and set(figures["ratios"]) == set(figures["recog"])
+    assert figures["recog"]["photos/auto"]["decoding"]["images"]["cpu"] > 0  # auto measured the CPUs' decoding first
+    assert all(r["startup"]["first_results_s"] > 0 for r in figures["recog"].values())
+    assert set(figures["footage"]) == {"footage", "vehicles"} and all(r["per_s"] > 0 for r in figures["footage"].values())
 
 
 def test_commit_benchmark_runs_on_a_tiny_input(tmp_path):

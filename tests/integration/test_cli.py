@@ -195,7 +195,14 @@ def test_errors_retry_errors_and_purge(bucket, opts, ray_local):
     assert first.returncode == 0, first.stderr[-3000:]
     assert re.search(r"\[recog\] batch \d+ on cpu \(\d actor\(s\); tried 4, ", first.stdout), first.stdout
     record = json.loads(storage.read_bytes(first.stdout.split("run record: ")[1].split()[0], opts))
-    assert record["batch_probes"] and {p["device"] for p in record["batch_probes"]} == {"cpu"}
+    assert record["predictors"] and {p["device"] for p in record["predictors"]} == {"cpu"}
+    assert all(p["tried"] and p["model_s"] > 0 for p in record["predictors"])
+    # where the start-up went, and (--decode auto, the default) where JPEGs were decoded and why
+    startup, decoding = record["startup"], record["decoding"]
+    assert f"start-up: first results at {startup['first_results_s']:g} s" in first.stdout
+    assert startup["prepare_s"] <= startup["ray_up_s"] <= startup["predictors_ready_s"] <= startup["first_results_s"]
+    assert "[recog] --decode auto: " in first.stdout and decoding["cpu_decode_images_per_s"] > 0
+    assert decoding["model_images_per_s"] > 0 and 2 <= sum(decoding["images"].values()) <= 3  # the broken file stays on CPU
 
     errors = recog("errors", out)
     assert errors.returncode == 0, errors.stderr

@@ -132,3 +132,22 @@ def test_decoding_on_the_predictor_gives_the_same_labels(shared_data, bucket, op
         assert r["error"] == workers[key]["error"]
     assert predictor["bad"]["error"].startswith("cannot decode image") and predictor["png"]["label"]
     assert max(abs(r["score"] - workers[k]["score"]) for k, r in predictor.items() if r["score"] is not None) < 0.1
+
+
+def test_the_pipeline_for_a_gpu_cluster_builds(tmp_path, ray_local):
+    """Ray Data checks a stage's arguments when the chain is built, not when it runs: build the
+    chains a GPU cluster gets (predictor actors with a GPU each, or half of one beside the vehicles
+    job's tracking; whole units per call) here, where there is no GPU to run them on."""
+    from recog.config import VehiclesConfig
+    from recog.models import resolve
+    from recog.pipeline import build_pipeline
+    from recog.runtime import crop_classifier_pool, predictor_pool
+    from recog.sources import Unit
+
+    units = [Unit("u1", "shard", f"{tmp_path}/a.tar")]
+    gpus = {"CPU": 16, "GPU": 1}
+    for cfg in (InferConfig(input=str(tmp_path), output=str(tmp_path / "out")),
+                VehiclesConfig(input=str(tmp_path), output=str(tmp_path / "out"))):
+        pool = predictor_pool(gpus, cfg, 16) if cfg.media == "images" else crop_classifier_pool(gpus, cfg)
+        assert pool.gpus_per_actor > 0
+        build_pipeline(units, resolve(cfg.model), pool, cfg, "run-1")  # raised "You must provide batch_size" before
