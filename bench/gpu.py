@@ -186,6 +186,15 @@ class BusySampler:
         return round(statistics.mean(self.samples), 1) if self.samples else None
 
 
+def random_model(folder: Path) -> str:
+    """A model package of EfficientNet-Lite0 with random weights: the jobs' speed without the
+    weights package (a GPU node may not have it)."""
+    model = str(folder / "lite0-random")
+    models.save_package(model, dataclasses.replace(spec_of("efficientnet_lite0"), name="lite0-random"),
+                        models.ARCHITECTURES["efficientnet_lite0"].build(1000).state_dict(), {}, StorageOptions())
+    return model
+
+
 def job_figures(manifest: dict, rows: int, seconds: float, sampler: BusySampler) -> dict:
     """A run's rate, GPU busy %, where its start-up went and (--decode auto) where it decoded."""
     figures = {"rows": rows, "seconds": round(seconds, 2), "per_s": round(rows / seconds, 1),
@@ -208,9 +217,7 @@ def end_to_end(args, device: torch.device) -> dict:
 
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
-        model = str(Path(tmp) / "lite0-random")  # a model package: EfficientNet-Lite0, random weights
-        models.save_package(model, dataclasses.replace(spec_of("efficientnet_lite0"), name="lite0-random"),
-                            models.ARCHITECTURES["efficientnet_lite0"].build(1000).state_dict(), {}, StorageOptions())
+        model = random_model(Path(tmp))
         sets = {"photos": lambda: photos(args.count), "1080p": lambda: hd_frames(args.hd_count)}
         for name, images in ((n, sets[n]()) for n in args.sets.split(",")):
             folder = Path(tmp) / name
@@ -253,10 +260,12 @@ def footage_jobs(args, device: torch.device) -> dict:
         return {"skipped": f"no clips: looked in {', '.join(map(str, VIDEOS))}"}
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
+        model = random_model(Path(tmp))
         jobs = {"footage": ("ahmetozlu_input_video.mp4", lambda src, dst: InferConfig(
-                    input=src, output=dst, media="video", fps=args.fps, device=device.type, force=True)),
+                    input=src, output=dst, media="video", fps=args.fps, model=model, device=device.type, force=True)),
                 "vehicles": ("bgslibrary_video02.avi", lambda src, dst: VehiclesConfig(
-                    input=src, output=dst, line=("away=0.3,0.6,1.0,0.6",), device=device.type, force=True, segment_seconds=10))}
+                    input=src, output=dst, line=("away=0.3,0.6,1.0,0.6",), model=model, device=device.type, force=True,
+                    segment_seconds=10))}
         for job, (clip, config) in jobs.items():
             src = Path(tmp) / job
             src.mkdir()
