@@ -98,7 +98,8 @@ def model_only(args, device: torch.device) -> list[dict]:
     for arch in ARCHS:
         c = classifier(arch, device.type, False)
         probe = probe_batch_size(c, 224, start=args.batch, limit=args.max_batch)
-        print(f"[gpu] {arch}: probe picked batch {probe.batch} ({probe.reason}); tried {probe.tried}", flush=True)
+        print(f"[gpu] {arch}: probe picked batch {probe.batch} ({probe.reason}); tried {probe.tried}, "
+              f"seconds each {probe.seconds}", flush=True)
         for batch in dict.fromkeys((args.batch, probe.batch)):
             measure(c, arch, batch, False, batch == probe.batch)
         rows[-1]["probe"] = probe.to_dict()

@@ -12,7 +12,7 @@ import json
 import os
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -95,9 +95,10 @@ class BatchProbe:
     batch: int
     tried: list[tuple[int, float, float | None]]
     reason: str
+    seconds: list[float] = field(default_factory=list)  # each size's cost, warm-up included: where a probe's time goes
 
     def to_dict(self) -> dict:
-        return {"batch": self.batch, "tried": [list(t) for t in self.tried], "reason": self.reason}
+        return {"batch": self.batch, "tried": [list(t) for t in self.tried], "reason": self.reason, "seconds": self.seconds}
 
 
 def probe_batch_size(classifier: Classifier, size: int, start: int, limit: int, gain: float = 1.05,
@@ -108,8 +109,10 @@ def probe_batch_size(classifier: Classifier, size: int, start: int, limit: int, 
     cuda = classifier.device.type == "cuda"
     total = torch.cuda.get_device_properties(classifier.device).total_memory if cuda else None
     tried: list[tuple[int, float, float | None]] = []
+    seconds: list[float] = []
 
     def measure(batch: int) -> tuple[float, float | None]:
+        started = time.perf_counter()
         pixels = torch.randint(0, 256, (batch, size, size, 3), dtype=torch.uint8, device=classifier.device)
         if cuda:
             torch.cuda.reset_peak_memory_stats(classifier.device)
@@ -119,6 +122,7 @@ def probe_batch_size(classifier: Classifier, size: int, start: int, limit: int, 
             classifier.probabilities(pixels)
             calls += 1
         peak = torch.cuda.max_memory_allocated(classifier.device) / total if cuda else None
+        seconds.append(round(time.perf_counter() - started, 3))
         return calls * batch / elapsed, peak
 
     batch, reason = start, f"the largest tried ({limit})"
@@ -139,7 +143,7 @@ def probe_batch_size(classifier: Classifier, size: int, start: int, limit: int, 
             reason = f"batch {batch * 2} was not {gain - 1:.0%} faster ({bigger:,.0f} against {rate:,.0f} images/s)"
             break
         batch, rate = batch * 2, bigger
-    return BatchProbe(batch, tried, reason)
+    return BatchProbe(batch, tried, reason, seconds)
 
 
 # Where a probe starts and stops, per device kind: a GPU's batch is in the hundreds (on one H100,

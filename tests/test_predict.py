@@ -72,6 +72,7 @@ def test_the_batch_probe_doubles_while_it_pays_and_says_why_it_stopped():
     never = probe_batch_size(c, 32, start=2, limit=8, gain=1e9, min_s=0.0)  # nothing is fast enough
     assert never.batch == 2 and [t[0] for t in never.tried] == [2, 4] and "not" in never.reason
     assert never.to_dict()["tried"][0][2] is None  # no device memory to speak of on a CPU
+    assert len(never.seconds) == 2 and all(t > 0 for t in never.seconds)  # each size's cost
 
 
 def test_a_predictor_without_a_batch_size_probes_its_device_and_reports_it(tmp_path, monkeypatch):

@@ -90,3 +90,12 @@ def test_commit_benchmark_runs_on_a_tiny_input(tmp_path):
     figures = json.loads(out.read_text())
     assert figures["before"]["rows"] == 20 * 256 and figures["after"]["units"] == 204
     assert figures["after"]["rows_per_s"] > 0 and figures["planning"]["files"] == 500
+
+
+def test_predictor_benchmark_runs(tmp_path, shared_data):
+    out = tmp_path / "predictor.json"
+    done = subprocess.run([sys.executable, "bench/predictor.py", "--calls", "2", "--repeat", "1", "--json", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert figures["block"] == 257 and figures["images_per_s"] > 0

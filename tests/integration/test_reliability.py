@@ -285,7 +285,7 @@ def test_bad_input_battery(bucket, opts, ray_local, tmp_path, capsys):
     # Keys from inside the data never become paths: every object is in the output's own layout.
     for f in storage.list_files(f"{bucket}/out/", opts):
         rel = f.uri[len(f"{bucket}/out/"):]
-        assert rel.startswith(("results/camera=", "results/_delta_log/", "_runs/")) and ".." not in rel.split("/"), rel
+        assert rel.startswith(("results/camera=", "results/_delta_log/", "_runs/", "_probes/")) and ".." not in rel.split("/"), rel
 
     # The secret key appears nowhere: not in the job's output, the Parquet, the manifests, Ray's logs.
     secret = os.environ["AWS_SECRET_ACCESS_KEY"]
