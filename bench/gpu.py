@@ -196,10 +196,20 @@ def random_model(folder: Path) -> str:
     return model
 
 
-def job_figures(manifest: dict, rows: int, seconds: float, sampler: BusySampler) -> dict:
+def timed_run(cfg, args) -> tuple[dict, float, float | None]:
+    """One recog run: its run record, its seconds, and the GPU's mean busy % meanwhile."""
+    from recog.pipeline import run_inference
+
+    with BusySampler() as sampler, open(os.devnull, "w") as quiet:
+        t0 = time.perf_counter()
+        manifest = run_inference(cfg, out=sys.stdout if args.job_output else quiet)
+        return manifest, time.perf_counter() - t0, sampler.busy()
+
+
+def job_figures(manifest: dict, rows: int, seconds: float, busy: float | None) -> dict:
     """A run's rate, GPU busy %, where its start-up went and (--decode auto) where it decoded."""
     figures = {"rows": rows, "seconds": round(seconds, 2), "per_s": round(rows / seconds, 1),
-               "gpu_busy_pct": sampler.busy(), "startup": manifest.get("startup")}
+               "gpu_busy_pct": busy, "startup": manifest.get("startup")}
     if manifest.get("decoding"):
         figures["decoding"] = manifest["decoding"]
     return figures
@@ -231,13 +241,11 @@ def end_to_end(args, device: torch.device) -> dict:
                 cfg = InferConfig(input=str(folder), output=str(Path(tmp) / f"out-{name}-{decode_at}"), decode=decode_at,
                                   model=model, device=device.type, force=True)
                 if not out and not args.tiny:  # warm-up on one shard: Ray started, the model files cached
-                    run_inference(dataclasses.replace(cfg, input=str(folder / "shard-000000.tar"), output=f"{cfg.output}-warm-up"),
-                                  out=open(os.devnull, "w"))
-                with BusySampler() as sampler:
-                    t0 = time.perf_counter()
-                    manifest = run_inference(cfg, out=sys.stdout if args.job_output else open(os.devnull, "w"))
-                    seconds = time.perf_counter() - t0
-                run = out[f"{name}/{decode_at}"] = job_figures(manifest, manifest["summary"]["rows"], seconds, sampler)
+                    with open(os.devnull, "w") as quiet:
+                        run_inference(dataclasses.replace(cfg, input=str(folder / "shard-000000.tar"),
+                                                          output=f"{cfg.output}-warm-up"), out=quiet)
+                manifest, seconds, busy = timed_run(cfg, args)
+                run = out[f"{name}/{decode_at}"] = job_figures(manifest, manifest["summary"]["rows"], seconds, busy)
                 share = f", {run['decoding']['share']:.0%} decoded on the device" if "decoding" in run else ""
                 print(f"[gpu] recog {name} --decode {decode_at}: {run['per_s']:,.0f} images/s, GPU busy {run['gpu_busy_pct']} %"
                       f"{share}; first results at {run['startup']['first_results_s']} s", flush=True)
@@ -254,7 +262,6 @@ def footage_jobs(args, device: torch.device) -> dict:
     except ImportError as e:
         return {"skipped": f"PyAV or Ray is not installed here ({e})"}
     from recog.config import InferConfig, VehiclesConfig
-    from recog.pipeline import run_inference
 
     folder = next((p for p in VIDEOS if p.is_dir()), None)
     if folder is None:
@@ -272,13 +279,9 @@ def footage_jobs(args, device: torch.device) -> dict:
             src.mkdir()
             for i in range(args.clips):
                 (src / f"cam{i:02d}_{clip}").write_bytes((folder / clip).read_bytes())
-            with BusySampler() as sampler:
-                t0 = time.perf_counter()
-                manifest = run_inference(config(str(src), str(Path(tmp) / f"out-{job}")),
-                                         out=sys.stdout if args.job_output else open(os.devnull, "w"))
-                seconds = time.perf_counter() - t0
+            manifest, seconds, busy = timed_run(config(str(src), str(Path(tmp) / f"out-{job}")), args)
             frames = manifest["summary"]["rows"] if job == "footage" else args.clips * frames_of(folder / clip)  # all tracked
-            run = out[job] = job_figures(manifest, frames, seconds, sampler) | {"clips": args.clips, "clip": clip}
+            run = out[job] = job_figures(manifest, frames, seconds, busy) | {"clips": args.clips, "clip": clip}
             print(f"[gpu] recog {job}: {args.clips} x {clip}, {run['per_s']:,.0f} frames/s, GPU busy {run['gpu_busy_pct']} %",
                   flush=True)
             save(args, "footage", out)
