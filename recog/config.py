@@ -43,13 +43,21 @@ fraction = _checked(float, lambda v: 0 <= v <= 1, "between 0 and 1", "fraction")
 non_negative_int = _checked(int, lambda v: v >= 0, "0 or more", "non_negative_int")
 
 
-def batch_size(text: str) -> int | str:
-    """--batch-size: a number of inputs, or `auto` (probe it on each predictor's device)."""
-    if text == "auto":
-        return "auto"
-    if not text.strip().isdigit():
-        raise argparse.ArgumentTypeError(f"must be a number of inputs or auto, not {text}")
-    return positive_int(text)
+def number_or_auto(noun: str, name: str):
+    """An argparse type: a positive number of `noun`, or `auto` (the job measures and chooses)."""
+    def parse(text: str) -> int | str:
+        if text == "auto":
+            return "auto"
+        if not text.strip().isdigit():
+            raise argparse.ArgumentTypeError(f"must be a number of {noun} or auto, not {text}")
+        return positive_int(text)
+
+    parse.__name__ = name
+    return parse
+
+
+batch_size = number_or_auto("inputs", "batch_size")  # --batch-size auto: probe it on each predictor's device
+unit_size = number_or_auto("images", "unit_size")  # --images-per-unit auto: from the cluster (balance.images_per_unit)
 
 
 def names(text: str) -> tuple[str, ...]:
@@ -99,8 +107,10 @@ class InferConfig:
     min_vehicle_score: float = option(0.1, "probability the vehicle types must hold together, else not_vehicle",
                                       group="model", type=fraction)
     topk: int = option(5, "raw model classes kept per input", group="model", type=positive_int)
-    images_per_unit: int = option(256, "loose images per unit of work (one output file each)", group="images",
-                                  type=positive_int)
+    images_per_unit: int | str = option("auto", "loose images per unit of work (one output file each), or auto: "
+                                        "chosen on an output's first run so that Ray Data's per-unit overhead "
+                                        "cannot bound the cluster, then kept (it is recorded in the results table)",
+                                        group="images", type=unit_size)
     fps: float | None = option(None, "frames per second of video time", group="video", type=positive_float,
                                exclusive="sampling", default_help=f"{DEFAULT_FPS:g}, unless --every-n or --keyframes")
     every_n: int | None = option(None, "every N-th frame instead", group="video", type=positive_int,

@@ -14,12 +14,17 @@ from __future__ import annotations
 import hashlib
 import json
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, replace
 from fractions import Fraction
 
-from recog import runtime, sink, sources, storage, video
+from recog import runtime, sink, sources, storage, table, video
 from recog.config import InferConfig
+from recog.errors import ConfigError
 from recog.sources import Inputs
 from recog.storage import FileEntry
+
+UNIT_PROPERTY = "recog.imagesPerUnit"  # the results table property that keeps an output's unit size
+LEGACY_IMAGES_PER_UNIT = 256  # the size of outputs written before it was recorded
 
 
 class Media:
@@ -32,6 +37,11 @@ class Media:
     def settings(self, cfg: InferConfig) -> dict:
         """Settings beyond the model's that change a unit's rows (part of its id)."""
         return {}
+
+    def sized(self, cfg: InferConfig, files: list[FileEntry], ray_job: runtime.JobRay, out) -> tuple[InferConfig, dict | None]:
+        """`cfg` with the size of its units settled, and what the job chose and why (None if it did
+        not choose): for inputs that the job groups into units of a size it may choose."""
+        return cfg, None
 
     def find_units(self, cfg: InferConfig, files: list[FileEntry], fingerprint: str) -> Inputs:
         raise NotImplementedError
@@ -68,7 +78,44 @@ class Images(Media):
     jpegs = True
     wanted = "tar shards or images (" + ", ".join(sources.IMAGE_EXTS) + ")"
 
+    def sized(self, cfg: InferConfig, files: list[FileEntry], ray_job: runtime.JobRay, out) -> tuple[InferConfig, dict | None]:
+        """--images-per-unit: a unit's id hashes its images, so one output keeps one grouping, or a
+        rerun would add rows beside the old instead of resuming. The first run over an output with
+        loose images records the size in its results table (auto: chosen from the cluster,
+        runtime.choose_unit_size); later runs keep it, and refuse another."""
+        root = storage.listing_root(cfg.source, files, cfg.input_list is not None)
+        loose = len({key for key, ext in (sources.split_key(storage.relative(f.uri, root)) for f in files)
+                     if ext in sources.IMAGE_EXTS})
+        results = table.uri(cfg.output, self.tables(cfg).names[0])
+        props = table.properties(results, cfg.storage)
+        recorded = props.get(UNIT_PROPERTY) if props else None
+        held = int(recorded) if recorded else (LEGACY_IMAGES_PER_UNIT if props is not None else None)
+        chosen = None
+        if cfg.images_per_unit != "auto":
+            if recorded and held != cfg.images_per_unit:
+                raise ConfigError(f"--images-per-unit {cfg.images_per_unit}: {cfg.output} groups loose images {held} a unit "
+                                  f"(its results table records it), and another grouping would add their rows again "
+                                  f"beside the old ones. Use --images-per-unit {held} (or auto), or another --output")
+            size = cfg.images_per_unit
+        elif held is not None:
+            size = held
+            if loose:
+                print(f"[recog] --images-per-unit auto: {size} loose images a unit, as {cfg.output} was written with",
+                      file=out, flush=True)
+        elif not loose:
+            size = runtime.UNIT_IMAGES[0]
+        else:
+            cluster = ray_job.cluster()
+            chosen = runtime.choose_unit_size(cluster, self.pool(cluster, cfg, runtime.largest_node_cpus()), loose)
+            size = chosen.images
+            print(f"[recog] --images-per-unit auto: {size} loose images a unit ({chosen.describe()}); the output's "
+                  f"results table records it, and later runs keep it", file=out, flush=True)
+        if props is None and loose:
+            table.set_properties(results, sink.schema_of(self.tables(cfg).names[0]), cfg.storage, {UNIT_PROPERTY: str(size)})
+        return replace(cfg, images_per_unit=size), chosen and asdict(chosen)
+
     def find_units(self, cfg: InferConfig, files: list[FileEntry], fingerprint: str) -> Inputs:
+        """Units of `cfg.images_per_unit` loose images: a number (`sized` settles auto)."""
         root = storage.listing_root(cfg.source, files, cfg.input_list is not None)
         return sources.image_units(files, root, fingerprint, cfg.images_per_unit)
 

@@ -25,7 +25,7 @@ from recog.media import MEDIA, fingerprint
 from recog.models import ModelSpec
 from recog.predict import Predictor, describe_probes, probe_reports, read_probe_reports
 from recog.progress import Progress
-from recog.runtime import WRITER_CPUS, PredictorPool, decode_slots, describe_cluster, init_ray, largest_node_cpus, ray_messages, units_dataset, whole_blocks
+from recog.runtime import WRITER_CPUS, JobRay, PredictorPool, decode_slots, describe_cluster, largest_node_cpus, units_dataset, whole_blocks
 from recog.sources import Inputs, Unit
 
 
@@ -68,24 +68,28 @@ class Work:
     """An inference job ready to run: its model, the units found, those an earlier run committed
     (taken over as they are), and those still to do."""
 
+    cfg: InferConfig  # as the job runs it: with its unit size settled
     spec: ModelSpec
     found: Inputs
     status: sink.UnitStatus
     earlier: set[str]
     todo: list[Unit]
     started_at: float  # when the job started (time.time())
+    unit_size: dict | None = None  # --images-per-unit auto on a new output: what it chose, from what
 
     @property
     def digest(self) -> str:
         return sink.units_digest([u.unit_id for u in self.found.units])
 
 
-def prepare(cfg: InferConfig, out=sys.stdout) -> Work:
-    """Check access and the model, find the units, and leave out those the tables already hold."""
+def prepare(cfg: InferConfig, ray_job: JobRay, out=sys.stdout) -> Work:
+    """Check access and the model, find the units (of the size the output keeps, or one chosen for
+    the cluster, for which `ray_job` starts Ray), and leave out those the tables already hold."""
     t0 = time.time()
     opts, media = cfg.storage, MEDIA[cfg.media]
     files = storage.check_access(cfg.source, cfg.output, opts, cfg.input_list is not None)
     spec = models.resolve(cfg.model, cfg.weights, list(cfg.classes) if cfg.classes else None, opts)
+    cfg, unit_size = media.sized(cfg, files, ray_job, out)
     found = media.find_units(cfg, files, fingerprint(cfg, spec.to_dict()))
     if not found.units:
         raise StorageError(f"{cfg.source}: no {media.wanted} found")
@@ -104,7 +108,7 @@ def prepare(cfg: InferConfig, out=sys.stdout) -> Work:
     if status.changed:
         print(f"[recog] {len(status.changed)} unit(s) hold inputs rewritten since an earlier run: "
               f"their new rows replace the old", file=out, flush=True)
-    return Work(spec, found, status, earlier, todo, t0)
+    return Work(cfg, spec, found, status, earlier, todo, t0, unit_size)
 
 
 @dataclass
@@ -117,15 +121,15 @@ class Labeled:
     decoding: dict | None
 
 
-def label_units(work: Work, cfg: InferConfig, run: sink.RunCommitter, progress: Progress, out=sys.stdout) -> Labeled:
+def label_units(work: Work, run: sink.RunCommitter, progress: Progress, ray_job: JobRay, out=sys.stdout) -> Labeled:
     """Stream the units to do through the Ray pipeline; the run commits their files in batches."""
     import ray
 
+    cfg = work.cfg
     since = lambda: round(time.time() - work.started_at, 2)  # noqa: E731 - seconds into the job
     startup = {"prepare_s": since()}
-    init_ray(cfg.ray_address)
+    cluster = ray_job.cluster()
     startup["ray_up_s"] = since()
-    cluster = ray.cluster_resources()
     pool = MEDIA[cfg.media].pool(cluster, cfg, largest_node_cpus())
     print(f"[recog] cluster {describe_cluster(cluster)}: {pool.describe()}", file=out, flush=True)
     balance = None
@@ -181,21 +185,20 @@ def run_inference(cfg: InferConfig, out=sys.stdout) -> dict:
     started = dt.datetime.now(dt.timezone.utc)
     media = MEDIA[cfg.media]
     print(f"[recog] {media.job} job {json.dumps(cfg.to_dict())}", file=out, flush=True)
-    work = prepare(cfg, out)
-    if not work.todo and (finished := _run_covering(cfg.output, work.digest, cfg.storage)):
-        print(f"[recog] nothing to do: every unit is committed, run {finished['run_id']} "
-              f"({finished['summary']['rows']} rows); nothing written. --force reprocesses.", file=out, flush=True)
-        return finished
+    with JobRay(media.job, cfg.ray_address, cfg.verbose, out) as ray_job:
+        work = prepare(cfg, ray_job, out)
+        cfg = work.cfg
+        if not work.todo and (finished := _run_covering(cfg.output, work.digest, cfg.storage)):
+            print(f"[recog] nothing to do: every unit is committed, run {finished['run_id']} "
+                  f"({finished['summary']['rows']} rows); nothing written. --force reprocesses.", file=out, flush=True)
+            return finished
 
-    run = sink.RunCommitter(cfg.output, sink.new_run_id(), cfg.storage, media.tables(cfg).names,
-                            cfg.commit_units, cfg.commit_seconds)
-    run.replacing({u.unit_id for u in work.todo})
-    run.adopt(work.status, work.earlier)
-    progress = Progress(len(work.todo), label=media.noun, stream=out)
-    labeled = None
-    if work.todo:
-        with ray_messages(media.job, cfg.verbose, out):
-            labeled = label_units(work, cfg, run, progress, out)
+        run = sink.RunCommitter(cfg.output, sink.new_run_id(), cfg.storage, media.tables(cfg).names,
+                                cfg.commit_units, cfg.commit_seconds)
+        run.replacing({u.unit_id for u in work.todo})
+        run.adopt(work.status, work.earlier)
+        progress = Progress(len(work.todo), label=media.noun, stream=out)
+        labeled = label_units(work, run, progress, ray_job, out) if work.todo else None
     return commit_run(cfg, work, run, labeled, started, progress, out)
 
 
@@ -219,6 +222,7 @@ def commit_run(cfg: InferConfig, work: Work, run: sink.RunCommitter, labeled: La
         "predictors": read_probe_reports(probe_reports(cfg.output, run.run_id), cfg.storage) if labeled else None,
         "startup": labeled.startup if labeled else None,
         "decoding": labeled.decoding if labeled else None,
+        "unit_size": work.unit_size,
     }, work.digest)
     summary = run.summary
     labels = ", ".join(f"{k} {v}" for k, v in summary.labels.most_common())

@@ -82,6 +82,48 @@ def init_ray(address: str | None, dashboard: bool = False) -> None:
     _sort_worker_output()
 
 
+class JobRay:
+    """Ray for one job: started (or joined) when the job first needs it, which a job with nothing
+    to do never does; while the job runs, Ray's own messages go to a log file (`ray_messages`)."""
+
+    def __init__(self, job: str, address: str | None, verbose: bool = False, out=sys.stdout):
+        self.job, self.address, self.verbose, self.out = job, address, verbose, out
+        self._messages = contextlib.ExitStack()
+        self.up = False
+
+    def cluster(self) -> dict:
+        """The cluster's resources, Ray started first if it is not up yet."""
+        import ray
+
+        if not self.up:
+            self._messages.enter_context(ray_messages(self.job, self.verbose, self.out))
+            init_ray(self.address)
+            self.up = True
+        return ray.cluster_resources()
+
+    def __enter__(self) -> JobRay:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._messages.close()
+
+
+def units_per_second(small: int = 16, large: int = 48) -> float:
+    """How many units (one block, one task each) Ray Data moves per second through a stage that
+    does nothing, on this cluster: the difference of a pass over `small` units and one over `large`,
+    so that what any pass costs to start cancels out. About 56-74 on a shared 2-core machine."""
+    import time
+
+    def seconds(n: int) -> float:
+        t0 = time.perf_counter()
+        for _ in one_block_each([{"unit": i} for i in range(n)]).map_batches(
+                lambda b: b, batch_size=None, batch_format="pyarrow").iter_batches(batch_size=None):
+            pass
+        return time.perf_counter() - t0
+
+    return (large - small) / max(seconds(large) - seconds(small), 1e-3)
+
+
 def _sort_worker_output() -> None:
     """Ray prints every line its tasks and actors write, prefixed with their pid; recog's own lines
     (OWN_LINES) are for the user, the rest is Ray's chatter (Ray Data's logs, library warnings):
@@ -114,6 +156,10 @@ def _print_worker_lines(batch: dict) -> None:
 def units_dataset(units: list):
     """The Ray Data source of every job: one block per unit of work (sources.Unit), so that each
     unit is read by one task. Progress bars are off: recog counts progress in units."""
+    return one_block_each([u.to_row() for u in units])
+
+
+def one_block_each(rows: list[dict]):
     import ray.data
 
     ctx = ray.data.DataContext.get_current()  # datasets carry the context they were made in
@@ -122,7 +168,7 @@ def units_dataset(units: list):
     # No block shaping: each task's output stays one block, so a unit (one task's work) reaches the
     # predictor and the writer whole, however big it is (the writer fails loudly if one ever does not).
     ctx.target_max_block_size = None
-    return ray.data.from_items([u.to_row() for u in units], override_num_blocks=max(1, len(units)))
+    return ray.data.from_items(rows, override_num_blocks=max(1, len(rows)))
 
 
 def whole_blocks(ds, fn, **args):
@@ -208,6 +254,60 @@ def predictor_pool(cluster: dict, cfg, node_cpus: float | None = None) -> Predic
                            f"with room left to decode: ask for at most {int((cpus - DECODE_TASK_CPUS) / (threads * MODEL_SHARE))}")
     return PredictorPool(actors, threads * MODEL_SHARE, 0, pool_batch(cfg, CPU_BATCH), "cpu", threads, DECODE_TASK_CPUS,
                          CPU_ACTOR_MEMORY)
+
+
+# --images-per-unit auto. Ray Data schedules each unit as a task of each stage, at a cost per unit
+# that does not depend on its size (units_per_second), so a unit must hold enough images that the
+# cluster's rate is well inside what the scheduling moves; yet fewer images make smaller output files
+# sooner, and more units to spread over the predictors.
+UNIT_IMAGES = (256, 2048)  # the fewest (one output file each) and the most (a block: 2,048 decoded 224 px images are 300 MB)
+UNIT_HEADROOM = 2  # the scheduling moves at least twice the images the cluster is planned to take
+# Images/s the unit size plans for: per GPU actor (Lite0 alone: 9.8 k on an RTX 4090, timm; 19 k on an
+# H100, bench/gpu.py), and per CPU core (the model on CPU: under 100, bench/throughput.py).
+PLANNED_IMAGES_PER_S = {"cuda": 10_000, "cpu": 100}
+SLOWEST_UNITS_PER_S = 50  # below the 56-74 measured on a shared 2-core machine: no need to measure under it
+
+
+def images_per_unit(images_per_s: float, units_per_s: float, images: int, actors: int) -> int:
+    """The fewest loose images per unit, a power of two in UNIT_IMAGES, at which Ray Data moving
+    `units_per_s` carries UNIT_HEADROOM times `images_per_s`; but no more than leave each of the
+    `actors` predictors 4 of the job's `images` units (never fewer than the smallest size)."""
+    least, most = UNIT_IMAGES
+    size = least
+    while size < most and size * units_per_s < UNIT_HEADROOM * images_per_s:
+        size *= 2
+    while size > least and images < 4 * actors * size:
+        size //= 2
+    return size
+
+
+@dataclass(frozen=True)
+class UnitSize:
+    """What --images-per-unit auto chose on an output's first run, and from what."""
+
+    images: int
+    planned_images_per_s: float  # what the cluster is planned to take (PLANNED_IMAGES_PER_S)
+    units_per_s: float | None  # Ray Data's measured scheduling rate; None: not needed at this plan
+
+    def describe(self) -> str:
+        if self.units_per_s is None:
+            return (f"the cluster is planned at {self.planned_images_per_s:,.0f} images/s, which "
+                    f"{UNIT_IMAGES[0]} a unit carries {UNIT_HEADROOM}x over at any likely scheduling rate")
+        return (f"Ray Data moves {self.units_per_s:,.0f} units/s here and the cluster is planned at "
+                f"{self.planned_images_per_s:,.0f} images/s: {self.images} a unit carries it "
+                f"{self.images * self.units_per_s / self.planned_images_per_s:.1f}x over")
+
+
+def choose_unit_size(cluster: dict, pool: PredictorPool, images: int, measure=units_per_second) -> UnitSize:
+    """The unit size for a new output's loose `images` on this cluster: from the images/s the pool
+    is planned to take and Ray Data's per-unit rate, which `measure` takes (2 s on a small machine)
+    only when the smallest size might not do."""
+    planned = pool.actors * PLANNED_IMAGES_PER_S["cuda"] if pool.device == "cuda" \
+        else cluster.get("CPU", 1) * PLANNED_IMAGES_PER_S["cpu"]
+    if UNIT_IMAGES[0] * SLOWEST_UNITS_PER_S >= UNIT_HEADROOM * planned:
+        return UnitSize(UNIT_IMAGES[0], planned, None)
+    rate = measure()
+    return UnitSize(images_per_unit(planned, rate, images, pool.actors), planned, round(rate, 1))
 
 
 @dataclass(frozen=True)

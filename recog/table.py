@@ -121,6 +121,19 @@ def create(table_uri: str, schema: pa.Schema, opts: StorageOptions):
                                             "delta.dataSkippingStatsColumns": ",".join(stats)})
 
 
+def properties(table_uri: str, opts: StorageOptions) -> dict[str, str] | None:
+    """The table's properties (its metadata's configuration), or None if there is no table."""
+    if not exists(table_uri, opts):
+        return None
+    return dict(load(table_uri, opts).metadata().configuration)
+
+
+def set_properties(table_uri: str, schema: pa.Schema, opts: StorageOptions, values: dict[str, str]) -> None:
+    """Record `values` as the table's properties (one commit), making the table if missing. delta-rs
+    takes properties of its own naming (`recog.*`) only this way, not when creating a table."""
+    create(table_uri, schema, opts).alter.set_table_properties(values, raise_if_not_exists=False)
+
+
 def load(table_uri: str, opts: StorageOptions, version: int | None = None):
     from deltalake import DeltaTable
 

@@ -16,7 +16,7 @@ def test_keys_are_relative_to_the_prefix_or_for_a_pattern_to_the_common_folder(t
         (tmp_path / "in" / "cam" / name).write_bytes(jpeg())
     opts = storage.StorageOptions()
     for source, keys in ((str(tmp_path / "in"), ["cam/a", "cam/b"]), (str(tmp_path / "in" / "cam" / "*.jpg"), ["a", "b"])):
-        cfg = InferConfig(input=source, output=str(tmp_path / "out"))
+        cfg = InferConfig(input=source, output=str(tmp_path / "out"), images_per_unit=256)
         found = MEDIA["images"].find_units(cfg, storage.list_files(source, opts), "fp")
         assert [k for k, _ in found.units[0].params["samples"]] == keys
         assert MEDIA["images"].describe(cfg, found) == "0 shard(s), 2 loose image(s) -> 1 unit(s)"

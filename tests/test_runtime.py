@@ -1,10 +1,10 @@
-"""Sizing the predictor pool and the training workers to a cluster (no Ray needed)."""
+"""Sizing the predictor pool, the units and the training workers to a cluster (no Ray needed)."""
 
 import pytest
 
 from recog.config import InferConfig, TrainConfig
 from recog.errors import ClusterError
-from recog.runtime import predictor_pool, training_workers
+from recog.runtime import UNIT_IMAGES, choose_unit_size, images_per_unit, predictor_pool, training_workers
 
 CFG = InferConfig(input="in", output="out")
 
@@ -55,3 +55,30 @@ def test_workers_leave_a_cpu_for_data_and_gpus_are_checked():
     assert training_workers({"CPU": 32, "GPU": 4}, gpu).use_gpu
     with pytest.raises(ClusterError, match="need 4 GPUs; the cluster has 2"):
         training_workers({"CPU": 32, "GPU": 2}, gpu)
+
+
+def test_units_hold_enough_images_that_scheduling_carries_twice_the_planned_rate():
+    assert images_per_unit(400, 70, 10**6, 2) == 256  # this machine: 256 carries 17,920 images/s
+    assert images_per_unit(80_000, 100, 10**6, 8) == 2048  # 8 GPUs: 1,600 needed, the next power of two
+    assert images_per_unit(30_000, 100, 10**6, 3) == 1024  # 600 needed
+    assert images_per_unit(10**7, 1, 10**9, 1) == UNIT_IMAGES[1]  # never more than a block should hold
+    # ... but each predictor keeps 4 units to work on, down to the smallest size
+    assert images_per_unit(80_000, 100, 20_000, 8) == 512
+    assert images_per_unit(80_000, 100, 100, 8) == UNIT_IMAGES[0]
+
+
+def test_the_unit_size_is_measured_for_only_when_the_smallest_might_not_do():
+    def never():
+        raise AssertionError("measured Ray Data on a cluster the smallest unit size carries")
+
+    cpu = choose_unit_size({"CPU": 2}, predictor_pool({"CPU": 2}, CFG), 10**6, measure=never)
+    assert (cpu.images, cpu.planned_images_per_s, cpu.units_per_s) == (256, 200, None)
+    assert "planned at 200 images/s" in cpu.describe()
+    assert choose_unit_size({"CPU": 64}, predictor_pool({"CPU": 64}, CFG), 10**6, measure=never).images == 256
+    cluster = {"CPU": 128, "GPU": 8}
+    gpus = choose_unit_size(cluster, predictor_pool(cluster, CFG), 10**6, measure=lambda: 100.0)
+    assert (gpus.images, gpus.planned_images_per_s, gpus.units_per_s) == (2048, 80_000, 100.0)
+    assert gpus.describe().endswith("2048 a unit carries it 2.6x over")
+    # one GPU on a machine whose Ray Data moves 150 units/s: 256 carries 38,400 images/s, twice 10,000
+    one = {"CPU": 16, "GPU": 1}
+    assert choose_unit_size(one, predictor_pool(one, CFG), 10**6, measure=lambda: 150.0).images == 256

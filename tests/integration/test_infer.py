@@ -8,9 +8,11 @@ import json
 import random
 
 import pyarrow.parquet as pq
+import pytest
 
 from recog import sink, storage, table
 from recog.config import InferConfig
+from recog.errors import ConfigError
 from recog.pipeline import run_inference
 from recog.sink import OUTPUT_SCHEMA
 from tests.imagedata import jpeg, png, tar_shard
@@ -64,6 +66,14 @@ def test_shards_and_loose_images_give_one_row_per_input(bucket, opts, ray_local)
     assert manifest["summary"]["rows"] == 11 and manifest["summary"]["errors"] == 3
     assert manifest["inputs"] == {"shards": 2, "images": 3, "videos": 0, "ignored": 1}
 
+    # The output keeps its grouping: auto takes the recorded size (else it would choose 256 and
+    # find three new loose-image units to do), and another size is refused before any work.
+    assert table.properties(table.uri(f"{bucket}/out", "results"), opts)["recog.imagesPerUnit"] == "2"
+    again = run_inference(InferConfig(input=f"{bucket}/in/", output=f"{bucket}/out"))
+    assert again["run_id"] == manifest["run_id"]  # nothing to do
+    with pytest.raises(ConfigError, match="groups loose images 2 a unit .* Use --images-per-unit 2"):
+        run_inference(InferConfig(input=f"{bucket}/in/", output=f"{bucket}/out", images_per_unit=3))
+
 
 def test_local_input_and_output(tmp_path, ray_local):
     (tmp_path / "in").mkdir()
@@ -72,6 +82,10 @@ def test_local_input_and_output(tmp_path, ray_local):
     manifest = run_inference(InferConfig(input=str(tmp_path / "in"), output=str(tmp_path / "out")))
     files = sorted((tmp_path / "out" / "results").glob("camera=*/date=*/part-*.parquet"))
     assert len(files) == 1 and pq.read_table(files[0]).num_rows == 3
+    # --images-per-unit auto on a CPU-only Ray: the smallest size, with no need to measure Ray Data
+    cpus = ray_local.cluster_resources()["CPU"]
+    assert manifest["unit_size"] == {"images": 256, "planned_images_per_s": cpus * 100, "units_per_s": None}
+    assert manifest["config"]["images_per_unit"] == 256
     assert (tmp_path / "out" / "results" / "_delta_log" / "00000000000000000001.json").exists()
     assert (tmp_path / "out" / "_runs" / f"{manifest['run_id']}.json").exists()
 
@@ -151,3 +165,10 @@ def test_the_pipeline_for_a_gpu_cluster_builds(tmp_path, ray_local):
         pool = predictor_pool(gpus, cfg, 16) if cfg.media == "images" else crop_classifier_pool(gpus, cfg)
         assert pool.gpus_per_actor > 0
         build_pipeline(units, resolve(cfg.model), pool, cfg, "run-1")  # raised "You must provide batch_size" before
+
+
+def test_ray_data_moves_units_at_a_measurable_rate(ray_local):
+    """What --images-per-unit auto measures on a cluster it plans big units for."""
+    from recog.runtime import units_per_second
+
+    assert 1 < units_per_second(small=4, large=12) < 100_000
