@@ -1,4 +1,6 @@
 import csv
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -167,3 +169,32 @@ def test_the_shipped_vehicle_types_package_is_whole_and_small():
     assert "Zenodo record 6634554" in package["data_source"] and "CC BY 4.0" in package["data_source"]
     stored = torch.load(folder / "weights.pt", weights_only=True)
     assert all(k.startswith(("blocks.6.", "conv_head.", "bn2.", "classifier.")) for k in stored)
+
+
+def test_recogs_lite0_is_timms_tf_efficientnet_lite0():
+    """The same tensors under the same names, and the same outputs at any input size (TF "same"
+    padding), in eval and in training; so the built-in weights and packages load into either."""
+    import timm
+
+    from recog.models.lite0 import EfficientNetLite0
+
+    theirs = timm.create_model("tf_efficientnet_lite0", num_classes=7)
+    ours = EfficientNetLite0(7)
+    assert [(k, v.shape) for k, v in theirs.state_dict().items()] == [(k, v.shape) for k, v in ours.state_dict().items()]
+    ours.load_state_dict(theirs.state_dict())
+    for mode in ("eval", "train"):
+        getattr(theirs, mode)(), getattr(ours, mode)()
+        for size in (224, 97):
+            x = torch.randn(2, 3, size, size)
+            with torch.no_grad():
+                assert torch.allclose(theirs(x), ours(x), atol=1e-5), (mode, size)
+
+
+def test_a_predictor_imports_neither_timm_nor_torchvision():
+    """What a predictor actor imports to start (2.6 s of torchvision, torch._dynamo and timm spared)."""
+    code = ("import sys; from recog import models, predict; from recog.storage import StorageOptions; "
+            "predict.Predictor(models.resolve('vehicle-types'), StorageOptions(), device='cpu', threads=1, batch_size=4); "
+            "print(sorted({'timm', 'torchvision', 'torch._dynamo'} & set(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"

