@@ -14,6 +14,9 @@ def test_every_imagenet_class_maps_to_exactly_one_label():
 
 def test_mapping_names_match_the_imagenet_class_list():
     names = imagenet_classes()
+    from torchvision.models._meta import _IMAGENET_CATEGORIES
+
+    assert names == tuple(_IMAGENET_CATEGORIES)  # recog's copy of torchvision's list
     assert names[717] == "pickup" and IMAGENET_VEHICLES[717] == "pickup"
     assert names[779] == "school bus" and IMAGENET_VEHICLES[779] == "bus"
     assert names[670] == "motor scooter" and IMAGENET_VEHICLES[670] == "motorcycle"
