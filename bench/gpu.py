@@ -253,6 +253,26 @@ def end_to_end(args, device: torch.device) -> dict:
     return out
 
 
+def scheduling(args, device: torch.device) -> dict:
+    """Ray Data's per-unit rate on this node, and the unit size --images-per-unit auto takes from
+    it for --count loose images (the image runs above read shards: one unit each)."""
+    try:
+        import ray
+    except ImportError as e:
+        return {"skipped": f"Ray is not installed here ({e})"}
+    from recog.config import InferConfig
+    from recog.runtime import choose_unit_size, init_ray, largest_node_cpus, predictor_pool, units_per_second
+
+    init_ray(None)
+    cluster = ray.cluster_resources()
+    rate = units_per_second()
+    pool = predictor_pool(cluster, InferConfig(input="", output="", device=device.type), largest_node_cpus())
+    size = choose_unit_size(cluster, pool, args.count, measure=lambda: rate)
+    print(f"[gpu] Ray Data moves {rate:,.0f} units/s here; --images-per-unit auto for {args.count:,} loose images: "
+          f"{size.images} ({size.describe()})", flush=True)
+    return {"units_per_s": round(rate, 1), "images_per_unit": size.images, "planned_images_per_s": size.planned_images_per_s}
+
+
 def footage_jobs(args, device: torch.device) -> dict:
     """The footage job (frames sampled at --fps, classified) and the vehicles job (every frame
     tracked on CPU, crops classified) on copies of a shared clip, from local files."""
@@ -336,7 +356,7 @@ def main() -> int:
         args.json.write_text(json.dumps(figures, indent=1))
     parts = set(args.parts.split(","))
     steps = (("model_only", "model", model_only), ("decode", "decode", decode), ("recog", "e2e", end_to_end),
-             ("footage", "video", footage_jobs))
+             ("scheduling", "e2e", scheduling), ("footage", "video", footage_jobs))
     for key, part, measure in steps:
         if part not in parts:
             figures[key] = {"skipped": "not in --parts"}
@@ -377,6 +397,10 @@ def print_table(figures: dict, device: torch.device) -> None:
     print("decode (images/s)")
     for k, d in figures["decode"].items() if "photos" in figures["decode"] else ():
         print(f"  {k:<8} PIL on {d['cores']} cores {d['pil_all_cores']:>8,.0f}   {device.type} batched {d['device_batched']:>8,.0f}")
+    if "units_per_s" in figures["scheduling"]:
+        sched = figures["scheduling"]
+        print(f"scheduling: Ray Data moves {sched['units_per_s']:,.0f} units/s; --images-per-unit auto picks "
+              f"{sched['images_per_unit']} for {sched['planned_images_per_s']:,.0f} images/s planned")
     for title, key, unit in (("recog end to end", "recog", "images"), ("footage jobs", "footage", "frames")):
         runs = {k: r for k, r in figures[key].items() if isinstance(r, dict)}
         print(f"{title} ({unit}/s)" + ("" if runs else f": {figures[key]}"))

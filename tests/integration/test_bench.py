@@ -80,6 +80,7 @@ def test_gpu_benchmark_runs_on_a_cpu_with_a_tiny_input(tmp_path):
     assert figures["recog"]["photos/auto"]["decoding"]["images"]["cpu"] > 0  # auto measured the CPUs' decoding first
     assert all(r["startup"]["first_results_s"] > 0 for r in figures["recog"].values())
     assert set(figures["footage"]) == {"footage", "vehicles"} and all(r["per_s"] > 0 for r in figures["footage"].values())
+    assert figures["scheduling"]["units_per_s"] > 0 and figures["scheduling"]["images_per_unit"] == 256
 
 
 def test_commit_benchmark_runs_on_a_tiny_input(tmp_path):
