@@ -24,7 +24,6 @@ from recog.sources import Inputs
 from recog.storage import FileEntry
 
 UNIT_PROPERTY = "recog.imagesPerUnit"  # the results table property that keeps an output's unit size
-LEGACY_IMAGES_PER_UNIT = 256  # the size of outputs written before it was recorded
 
 
 class Media:
@@ -82,17 +81,17 @@ class Images(Media):
         """--images-per-unit: a unit's id hashes its images, so one output keeps one grouping, or a
         rerun would add rows beside the old instead of resuming. The first run over an output with
         loose images records the size in its results table (auto: chosen from the cluster,
-        runtime.choose_unit_size); later runs keep it, and refuse another."""
+        runtime.choose_unit_size); later runs keep it, and refuse another. (Outputs written before
+        recog recorded it grouped loose images otherwise: a rerun labels them once more.)"""
         root = storage.listing_root(cfg.source, files, cfg.input_list is not None)
         loose = len({key for key, ext in (sources.split_key(storage.relative(f.uri, root)) for f in files)
                      if ext in sources.IMAGE_EXTS})
         results = table.uri(cfg.output, self.tables(cfg).names[0])
         props = table.properties(results, cfg.storage)
-        recorded = props.get(UNIT_PROPERTY) if props else None
-        held = int(recorded) if recorded else (LEGACY_IMAGES_PER_UNIT if props is not None else None)
+        held = int(props[UNIT_PROPERTY]) if props and UNIT_PROPERTY in props else None
         chosen = None
         if cfg.images_per_unit != "auto":
-            if recorded and held != cfg.images_per_unit:
+            if held and held != cfg.images_per_unit:
                 raise ConfigError(f"--images-per-unit {cfg.images_per_unit}: {cfg.output} groups loose images {held} a unit "
                                   f"(its results table records it), and another grouping would add their rows again "
                                   f"beside the old ones. Use --images-per-unit {held} (or auto), or another --output")
@@ -110,7 +109,7 @@ class Images(Media):
             size = chosen.images
             print(f"[recog] --images-per-unit auto: {size} loose images a unit ({chosen.describe()}); the output's "
                   f"results table records it, and later runs keep it", file=out, flush=True)
-        if props is None and loose:
+        if held is None and loose:
             table.set_properties(results, sink.schema_of(self.tables(cfg).names[0]), cfg.storage, {UNIT_PROPERTY: str(size)})
         return replace(cfg, images_per_unit=size), chosen and asdict(chosen)
 

@@ -106,7 +106,7 @@ def prepare(cfg: InferConfig, ray_job: JobRay, out=sys.stdout) -> Work:
         print(f"[recog] {len(earlier)} of {len(found.units)} unit(s) already committed by an earlier run; "
               f"{len(todo)} to do (--force redoes them all)", file=out, flush=True)
     if status.changed:
-        print(f"[recog] {len(status.changed)} unit(s) hold inputs rewritten since an earlier run: "
+        print(f"[recog] {len(status.changed)} unit(s) hold inputs added or rewritten since an earlier run: "
               f"their new rows replace the old", file=out, flush=True)
     return Work(cfg, spec, found, status, earlier, todo, t0, unit_size)
 

@@ -260,7 +260,9 @@ def predictor_pool(cluster: dict, cfg, node_cpus: float | None = None) -> Predic
 # that does not depend on its size (units_per_second), so a unit must hold enough images that the
 # cluster's rate is well inside what the scheduling moves; yet fewer images make smaller output files
 # sooner, and more units to spread over the predictors.
-UNIT_IMAGES = (256, 2048)  # the fewest (one output file each) and the most (a block: 2,048 decoded 224 px images are 300 MB)
+# the fewest (one output file each) and the most: units vary in size around the mean (sources.ends_unit),
+# one in a thousand is 7 times it, and a block of 7,000 decoded 224 px images is 1 GB
+UNIT_IMAGES = (256, 1024)
 UNIT_HEADROOM = 2  # the scheduling moves at least twice the images the cluster is planned to take
 # Images/s the unit size plans for: per GPU actor (Lite0 alone: 9.8 k on an RTX 4090, timm; 19 k on an
 # H100, bench/gpu.py), and per CPU core (the model on CPU: under 100, bench/throughput.py).

@@ -123,8 +123,18 @@ def group_samples(files: list[FileEntry], root: str) -> tuple[list[FileEntry], d
     return shards, dict(sorted(samples.items()))
 
 
+def ends_unit(key: str, mean: int) -> bool:
+    """Whether a unit of loose images ends at the sample `key`: one key in `mean`, chosen by a hash
+    of the key alone, so a sample added to or removed from a listing moves no other unit's ends."""
+    h = int.from_bytes(hashlib.blake2b(key.encode("utf-8", "surrogateescape"), digest_size=8).digest(), "big")
+    return h % mean == 0
+
+
 def image_units(files: list[FileEntry], root: str, fingerprint: str, images_per_unit: int = 256) -> Inputs:
-    """One unit per tar shard, and the loose images (with their sidecars) in sorted groups."""
+    """One unit per tar shard, and the loose images (with their sidecars) in key order, cut into
+    units of `images_per_unit` images on average where `ends_unit`. A unit's place is the key it
+    ends at (or the listing's end, for the last), so images added to a listing that a run labeled
+    make new work of only the units they fall in, whose new rows then replace the old."""
     shards, samples = group_samples(files, root)
     found = Inputs(units=[Unit(unit_id(fingerprint, "shard", [f.uri], [str(f.size)]), "shard", f.uri) for f in shards],
                    shards=len(shards))
@@ -135,11 +145,15 @@ def image_units(files: list[FileEntry], root: str, fingerprint: str, images_per_
         else:
             found.ignored.extend(f.uri for f in by_ext.values())
     sizes = {f.uri: f.size for f in files}
-    for i in range(0, len(loose), images_per_unit):
-        group = loose[i:i + images_per_unit]
-        uris = [uri for _, fs in group for _, uri in fs]
-        found.units.append(Unit(unit_id(fingerprint, "images", uris, [str(sizes[u]) for u in uris]), "images",
-                                group[0][1][0][1], {"samples": group}))
+    group: list = []
+    for i, sample in enumerate(loose):
+        group.append(sample)
+        end = ends_unit(sample[0], images_per_unit)
+        if end or i == len(loose) - 1:
+            content = [f"{uri} {sizes[uri]}" for _, fs in group for _, uri in fs]
+            found.units.append(Unit(unit_id(fingerprint, "images", [root, sample[0]] if end else [root], content),
+                                    "images", group[0][1][0][1], {"samples": group}))
+            group = []
     found.images = len(loose)
     return found
 

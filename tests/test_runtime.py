@@ -59,11 +59,11 @@ def test_workers_leave_a_cpu_for_data_and_gpus_are_checked():
 
 def test_units_hold_enough_images_that_scheduling_carries_twice_the_planned_rate():
     assert images_per_unit(400, 70, 10**6, 2) == 256  # this machine: 256 carries 17,920 images/s
-    assert images_per_unit(80_000, 100, 10**6, 8) == 2048  # 8 GPUs: 1,600 needed, the next power of two
-    assert images_per_unit(30_000, 100, 10**6, 3) == 1024  # 600 needed
+    assert images_per_unit(30_000, 100, 10**6, 3) == 1024  # 3 GPUs: 600 needed, the next power of two
+    assert images_per_unit(16_000, 100, 10**6, 2) == 512  # 320 needed
     assert images_per_unit(10**7, 1, 10**9, 1) == UNIT_IMAGES[1]  # never more than a block should hold
     # ... but each predictor keeps 4 units to work on, down to the smallest size
-    assert images_per_unit(80_000, 100, 20_000, 8) == 512
+    assert images_per_unit(30_000, 100, 6_000, 3) == 256
     assert images_per_unit(80_000, 100, 100, 8) == UNIT_IMAGES[0]
 
 
@@ -77,8 +77,8 @@ def test_the_unit_size_is_measured_for_only_when_the_smallest_might_not_do():
     assert choose_unit_size({"CPU": 64}, predictor_pool({"CPU": 64}, CFG), 10**6, measure=never).images == 256
     cluster = {"CPU": 128, "GPU": 8}
     gpus = choose_unit_size(cluster, predictor_pool(cluster, CFG), 10**6, measure=lambda: 100.0)
-    assert (gpus.images, gpus.planned_images_per_s, gpus.units_per_s) == (2048, 80_000, 100.0)
-    assert gpus.describe().endswith("2048 a unit carries it 2.6x over")
+    assert (gpus.images, gpus.planned_images_per_s, gpus.units_per_s) == (1024, 80_000, 100.0)
+    assert gpus.describe().endswith("1024 a unit carries it 1.3x over")  # the most a unit holds
     # one GPU on a machine whose Ray Data moves 150 units/s: 256 carries 38,400 images/s, twice 10,000
     one = {"CPU": 16, "GPU": 1}
     assert choose_unit_size(one, predictor_pool(one, CFG), 10**6, measure=lambda: 150.0).images == 256

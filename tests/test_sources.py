@@ -4,7 +4,7 @@ import json
 import pytest
 
 from recog import sources, table
-from recog.sources import Unit, image_units, iter_tar_samples, read_unit, split_key
+from recog.sources import Unit, ends_unit, image_units, iter_tar_samples, read_unit, split_key
 from recog.storage import FileEntry, StorageOptions
 from tests.imagedata import jpeg, tar_shard
 
@@ -25,14 +25,39 @@ def _files(*names):
 
 def test_image_units_group_shards_images_and_sidecars():
     files = _files("s-0.tar", "s-1.tar", "a.jpg", "a.json", "b.png", "c.cls", "notes.txt", "d/e.webp")
-    plan = image_units(files, "s3://b/in/", "fp", images_per_unit=2)
+    plan = image_units(files, "s3://b/in/", "fp")
     kinds = [u.kind for u in plan.units]
-    assert kinds == ["shard", "shard", "images", "images"]
+    assert kinds == ["shard", "shard", "images"]
     assert (plan.shards, plan.images) == (2, 3)
     assert sorted(plan.ignored) == ["s3://b/in/c.cls", "s3://b/in/notes.txt"]  # no image with them
     first = plan.units[2].params["samples"]
-    assert [k for k, _ in first] == ["a", "b"]
+    assert [k for k, _ in first] == ["a", "b", "d/e"]
     assert dict(first[0][1]) == {"jpg": "s3://b/in/a.jpg", "json": "s3://b/in/a.json"}
+    assert len(image_units(files, "s3://b/in/", "fp", images_per_unit=1).units) == 2 + 3  # one image each
+
+
+def test_loose_images_are_cut_where_their_names_say_about_images_per_unit_apart():
+    names = [f"cam-{i % 7}/{i:06d}" for i in range(20_000)]
+    units = image_units(_files(*(f"{n}.jpg" for n in names)), "s3://b/in/", "fp", images_per_unit=256).units
+    sizes = [len(u.params["samples"]) for u in units]
+    assert sum(sizes) == 20_000 and 200 < 20_000 / len(units) < 330
+    assert all(ends_unit(u.params["samples"][-1][0], 256) for u in units[:-1])  # each ends at a cut, but the last
+
+
+def test_images_added_to_a_folder_make_new_work_of_only_the_units_they_fall_in():
+    """Wherever new images sort, every unit of the old listing keeps its place (so nothing it
+    labeled is left beside a new copy) and only the units the new images join change."""
+    names = [f"{i:05d}.jpg" for i in range(3000)]
+
+    def units(listing):
+        files = [FileEntry(f"s3://b/in/{n}", 1000 + len(n)) for n in sorted(listing)]
+        return {table.place_of(u.unit_id): u.unit_id for u in image_units(files, "s3://b/in/", "fp", 64).units}
+
+    before = units(names)
+    for added in (["01500a.jpg"], ["99999.jpg"], ["00000a.jpg", "02222a.jpg"]):
+        after = units(names + added)
+        assert before.keys() <= after.keys(), added
+        assert len(set(after.values()) - set(before.values())) == len(added), added
 
 
 def test_unit_ids_are_deterministic_and_depend_on_model_and_inputs():

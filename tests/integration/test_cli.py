@@ -226,7 +226,7 @@ def test_errors_retry_errors_and_purge(bucket, opts, ray_local):
     assert after["zbad"] != before["zbad"] and after["old"] == before["old"] and after["new"] == before["new"]
 
     storage.write_bytes(f"{bucket}/ret/zbad.jpg", jpeg(), opts)  # the user mends the input: its unit's id changes
-    assert "1 unit(s) hold inputs rewritten since an earlier run" in retry_errors()
+    assert "1 unit(s) hold inputs added or rewritten since an earlier run" in retry_errors()
     assert set(runs_per_key()) == {"old", "new", "zbad"}
     assert "results: 0 error row(s)" in recog("errors", out).stdout
 

@@ -44,12 +44,14 @@ def test_shards_and_loose_images_give_one_row_per_input(bucket, opts, ray_local)
     for key, body in inputs.items():
         storage.write_bytes(f"{bucket}/in/{key}", body, opts)
 
-    manifest = run_inference(InferConfig(input=f"{bucket}/in/", output=f"{bucket}/out", images_per_unit=2))
+    manifest = run_inference(InferConfig(input=f"{bucket}/in/", output=f"{bucket}/out", images_per_unit=4))
     rows = read_run(f"{bucket}/out", manifest, opts)
 
     assert sorted(r["key"] for r in rows) == ["a0", "a1", "a2", "a3", "a4", "b0", "b1", "b2", "loose/deep/z", "loose/x", "loose/y"]
     files = live_files(f"{bucket}/out", opts)
-    assert len({f["unit_id"] for f in files}) == 4  # two shards, three loose images in units of two
+    # two shards; the three loose images cut where their names say (sources.ends_unit, 1 in 4):
+    # after loose/deep/z, then after loose/y
+    assert len({f["unit_id"] for f in files}) == 4
     partitions = {(f["unit_id"], f["camera"]) for f in files}
     assert len(files) == len(partitions) == 6 == manifest["summary"]["files"]  # a4 (gate-3) and x (cam-7): their camera's files
     by_key = {r["key"]: r for r in rows}
@@ -67,11 +69,11 @@ def test_shards_and_loose_images_give_one_row_per_input(bucket, opts, ray_local)
     assert manifest["inputs"] == {"shards": 2, "images": 3, "videos": 0, "ignored": 1}
 
     # The output keeps its grouping: auto takes the recorded size (else it would choose 256 and
-    # find three new loose-image units to do), and another size is refused before any work.
-    assert table.properties(table.uri(f"{bucket}/out", "results"), opts)["recog.imagesPerUnit"] == "2"
+    # find a new loose-image unit to do), and another size is refused before any work.
+    assert table.properties(table.uri(f"{bucket}/out", "results"), opts)["recog.imagesPerUnit"] == "4"
     again = run_inference(InferConfig(input=f"{bucket}/in/", output=f"{bucket}/out"))
     assert again["run_id"] == manifest["run_id"]  # nothing to do
-    with pytest.raises(ConfigError, match="groups loose images 2 a unit .* Use --images-per-unit 2"):
+    with pytest.raises(ConfigError, match="groups loose images 4 a unit .* Use --images-per-unit 4"):
         run_inference(InferConfig(input=f"{bucket}/in/", output=f"{bucket}/out", images_per_unit=3))
 
 

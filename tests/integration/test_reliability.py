@@ -146,6 +146,27 @@ def test_force_redoes_committed_units(bucket, opts, ray_local):
     assert_exactly_once(f"{bucket}/out", opts, inputs)  # rewritten in place, not beside
 
 
+def test_images_added_to_a_labeled_folder_are_labeled_once_and_nothing_twice(bucket, opts, ray_local):
+    """A camera folder that grows between runs: new images sort in the middle and at the end. The
+    rerun redoes only the units they fall in, and every image is in the table once."""
+    names = [f"cam-1/{i:03d}" for i in range(0, 60, 2)]
+    for name in names:
+        storage.write_bytes(f"{bucket}/in/{name}.jpg", jpeg(40, 30), opts)
+    cfg = InferConfig(input=f"{bucket}/in/", output=f"{bucket}/out", images_per_unit=4)
+    first = run_inference(cfg, out=io.StringIO())
+    added = ["cam-1/021", "cam-1/999", "cam-0/000"]  # in the middle, at the end, before all
+    for name in added:
+        storage.write_bytes(f"{bucket}/in/{name}.jpg", jpeg(40, 30), opts)
+    log = io.StringIO()
+    again = run_inference(cfg, out=log)
+    assert_exactly_once(f"{bucket}/out", opts, len(names) + len(added))
+    # 7 units before; "cam-1/021" ends a unit (sources.ends_unit), so it cuts the unit it falls in
+    # in two: [004 .. 021] is new, [022 .. 028] keeps its place and replaces the old unit's rows.
+    # With the first unit (cam-0/000 joins it) and the last (999), 4 are redone and 4 kept.
+    assert first["summary"]["units"] == 7 and again["summary"]["units"] == 8
+    assert "4 of 8 unit(s) already committed" in log.getvalue(), log.getvalue()
+
+
 def test_store_outage_fails_clearly_and_the_rerun_finishes(tmp_path_factory):
     """A store of its own, stopped under a running job and started again."""
     data = tmp_path_factory.mktemp("outage-store")
