@@ -86,30 +86,27 @@ class Images(Media):
         root = storage.listing_root(cfg.source, files, cfg.input_list is not None)
         loose = len({key for key, ext in (sources.split_key(storage.relative(f.uri, root)) for f in files)
                      if ext in sources.IMAGE_EXTS})
+        if not loose:  # shards only: one unit each
+            return replace(cfg, images_per_unit=runtime.UNIT_IMAGES[0]) if cfg.images_per_unit == "auto" else cfg, None
         results = table.uri(cfg.output, self.tables(cfg).names[0])
-        props = table.properties(results, cfg.storage)
-        held = int(props[UNIT_PROPERTY]) if props and UNIT_PROPERTY in props else None
+        props = table.properties(results, cfg.storage) or {}
+        held = int(props[UNIT_PROPERTY]) if UNIT_PROPERTY in props else None
         chosen = None
-        if cfg.images_per_unit != "auto":
-            if held and held != cfg.images_per_unit:
+        if held is not None:
+            if cfg.images_per_unit not in ("auto", held):
                 raise ConfigError(f"--images-per-unit {cfg.images_per_unit}: {cfg.output} groups loose images {held} a unit "
                                   f"(its results table records it), and another grouping would add their rows again "
                                   f"beside the old ones. Use --images-per-unit {held} (or auto), or another --output")
-            size = cfg.images_per_unit
-        elif held is not None:
             size = held
-            if loose:
-                print(f"[recog] --images-per-unit auto: {size} loose images a unit, as {cfg.output} was written with",
-                      file=out, flush=True)
-        elif not loose:
-            size = runtime.UNIT_IMAGES[0]
+            print(f"[recog] --images-per-unit: {size} loose images a unit, as {cfg.output} was written with",
+                  file=out, flush=True)
         else:
-            cluster = ray_job.cluster()
-            chosen = runtime.choose_unit_size(cluster, self.pool(cluster, cfg, runtime.largest_node_cpus()), loose)
-            size = chosen.images
-            print(f"[recog] --images-per-unit auto: {size} loose images a unit ({chosen.describe()}); the output's "
-                  f"results table records it, and later runs keep it", file=out, flush=True)
-        if held is None and loose:
+            if cfg.images_per_unit == "auto":
+                cluster = ray_job.cluster()
+                chosen = runtime.choose_unit_size(cluster, self.pool(cluster, cfg, runtime.largest_node_cpus()), loose)
+                print(f"[recog] --images-per-unit auto: {chosen.images} loose images a unit ({chosen.describe()}); the "
+                      f"output's results table records it, and later runs keep it", file=out, flush=True)
+            size = chosen.images if chosen else cfg.images_per_unit
             table.set_properties(results, sink.schema_of(self.tables(cfg).names[0]), cfg.storage, {UNIT_PROPERTY: str(size)})
         return replace(cfg, images_per_unit=size), chosen and asdict(chosen)
 
