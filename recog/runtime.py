@@ -14,6 +14,7 @@ import datetime as dt
 import logging
 import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -112,8 +113,6 @@ def units_per_second(small: int = 16, large: int = 48) -> float:
     """How many units (one block, one task each) Ray Data moves per second through a stage that
     does nothing, on this cluster: the difference of a pass over `small` units and one over `large`,
     so that what any pass costs to start cancels out. About 56-74 on a shared 2-core machine."""
-    import time
-
     def seconds(n: int) -> float:
         t0 = time.perf_counter()
         for _ in one_block_each([{"unit": i} for i in range(n)]).map_batches(
@@ -160,6 +159,7 @@ def units_dataset(units: list):
 
 
 def one_block_each(rows: list[dict]):
+    """A Ray Data dataset of one block per row, each kept whole through every stage."""
     import ray.data
 
     ctx = ray.data.DataContext.get_current()  # datasets carry the context they were made in
