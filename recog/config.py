@@ -57,7 +57,7 @@ def number_or_auto(noun: str, name: str):
 
 
 batch_size = number_or_auto("inputs", "batch_size")  # --batch-size auto: probe it on each predictor's device
-unit_size = number_or_auto("images", "unit_size")  # --images-per-unit auto: from the cluster (balance.images_per_unit)
+unit_size = number_or_auto("images", "unit_size")  # --images-per-unit auto: from the cluster (runtime.choose_unit_size)
 
 
 def names(text: str) -> tuple[str, ...]:
