@@ -43,7 +43,7 @@ from pathlib import Path
 import torch
 
 from recog import models, preprocess
-from recog.predict import Classifier, probe_batch_size
+from recog.models.classifier import Classifier, probe_batch_size
 from recog.storage import StorageOptions
 
 PHOTOS = [Path(__file__).resolve().parents[2] / "shared" / "data" / "photos" / "imagenet",

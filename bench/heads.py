@@ -16,7 +16,7 @@ import numpy as np
 from timing import timed
 
 from recog import models
-from recog.predict import Classifier
+from recog.models.classifier import Classifier
 from recog.storage import StorageOptions
 
 MODELS = ("efficientnet_lite0", "vehicle-types")

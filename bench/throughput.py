@@ -85,7 +85,7 @@ def model_only(classifier, pixels: np.ndarray, batch: int) -> None:
 
 def _core_worker(conn, model: str, pixels: np.ndarray, batch: int, compile: bool) -> None:
     """One single-threaded model process: runs its share of the images on each "go"."""
-    from recog.predict import Classifier
+    from recog.models.classifier import Classifier
 
     classifier = Classifier(models.resolve(model), StorageOptions(), "cpu", threads=1, compile=compile)
     model_only(classifier, pixels[:batch], batch)
@@ -182,8 +182,8 @@ def main() -> int:
 
     import torch
 
+    from recog.models.classifier import Classifier
     from recog.objectstore import EmbeddedStore
-    from recog.predict import Classifier
     from recog.runtime import CPU_BATCH, GPU_BATCH, init_ray
 
     opts0 = StorageOptions()

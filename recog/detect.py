@@ -194,8 +194,8 @@ class LearnedDetector:
         import torch
         import torchvision
 
+        from recog.models.classifier import pick_device
         from recog.models.weights import read_weights, state_dict_from_bytes
-        from recog.predict import pick_device
 
         self.torch, self.min_score = torch, min_score
         self.device = pick_device(device)

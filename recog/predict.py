@@ -2,7 +2,9 @@
 
 The heavy set-up happens once in `__init__`; `__call__` takes a batch of preprocessed rows
 (uint8 pixels), classifies the rows without an error, and returns every row with its label,
-score and raw top-k classes. Normalisation happens on the device, after the uint8 copy.
+score and raw top-k classes. Normalisation happens on the device, after the uint8 copy
+(recog.models.classifier, which the actor imports when it starts: this module imports no torch,
+so a job's driver, which hands the class to Ray Data, does not either).
 """
 
 from __future__ import annotations
@@ -12,69 +14,13 @@ import json
 import os
 import socket
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
-import torch
 
-from recog import models, preprocess, storage
-from recog.models import ModelSpec
+from recog import storage
+from recog.models.registry import ModelSpec
 from recog.storage import StorageOptions
-
-
-def pick_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def normalizer(prep, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and std scaled to uint8 range: x_norm = (x_uint8 - 255*mean) / (255*std)."""
-    mean = torch.tensor(prep.mean, device=device).view(1, 3, 1, 1) * 255
-    std = torch.tensor(prep.std, device=device).view(1, 3, 1, 1) * 255
-    return mean, std
-
-
-def to_model_input(pixels: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """(N, H, W, 3) uint8 on the device -> normalised float NCHW, channels-last in memory."""
-    x = pixels.permute(0, 3, 1, 2).float().sub_(mean).div_(std)
-    return x.contiguous(memory_format=torch.channels_last)
-
-
-class Classifier:
-    """A model on a device that turns uint8 NHWC pixels into class probabilities."""
-
-    def __init__(self, spec: ModelSpec, opts: StorageOptions, device: str = "auto", threads: int | None = None,
-                 compile: bool = False, net: torch.nn.Module | None = None):
-        """`net`, if given, is used instead of building `spec`'s network (benchmarks: random weights)."""
-        if threads:
-            torch.set_num_threads(threads)
-        self.device = pick_device(device)
-        net = models.build(spec, opts) if net is None else net.eval()
-        self.model = net.to(self.device, memory_format=torch.channels_last)
-        if compile:
-            self.model = torch.compile(self.model)
-        self.mean, self.std = normalizer(spec.preprocessing, self.device)
-        self.amp = self.device.type == "cuda"
-
-    def upload(self, pixels: np.ndarray) -> torch.Tensor:
-        """uint8 pixels onto the device: a quarter of the bytes a float copy would be."""
-        x = torch.from_numpy(pixels)
-        if self.device.type == "cuda":
-            x = x.pin_memory().to(self.device, non_blocking=True)
-        return x
-
-    @torch.inference_mode()
-    def probabilities(self, pixels: np.ndarray | torch.Tensor) -> np.ndarray:
-        """(N, H, W, 3) uint8, in memory or on the device -> (N, classes) float32 probabilities; a
-        network with two heads gives each head's, side by side."""
-        x = self.upload(pixels) if isinstance(pixels, np.ndarray) else pixels
-        x = to_model_input(x, self.mean, self.std)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            logits = self.model(x)
-        heads = logits if isinstance(logits, tuple) else (logits,)
-        return torch.cat([torch.softmax(h.float(), dim=1) for h in heads], dim=1).cpu().numpy()
 
 
 def top_classes(probs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -88,72 +34,10 @@ def top_classes(probs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return top, np.take_along_axis(probs, top, axis=1)
 
 
-@dataclass
-class BatchProbe:
-    """What `probe_batch_size` chose, and what it saw: (batch, images/s, peak memory fraction) tried."""
-
-    batch: int
-    tried: list[tuple[int, float, float | None]]
-    reason: str
-    seconds: list[float] = field(default_factory=list)  # each size's cost, warm-up included: where a probe's time goes
-
-    def to_dict(self) -> dict:
-        return {"batch": self.batch, "tried": [list(t) for t in self.tried], "reason": self.reason, "seconds": self.seconds}
-
-
-def probe_batch_size(classifier: Classifier, size: int, start: int, limit: int, gain: float = 1.05,
-                     headroom: float = 0.8, min_s: float = 0.3) -> BatchProbe:
-    """The batch this classifier should run at on its device: from `start`, double while doubling
-    raises images/s by at least `gain` and the peak memory stays within `headroom` of the device's
-    (a GPU), up to `limit`. Random pixels; about `min_s` per size tried."""
-    cuda = classifier.device.type == "cuda"
-    total = torch.cuda.get_device_properties(classifier.device).total_memory if cuda else None
-    tried: list[tuple[int, float, float | None]] = []
-    seconds: list[float] = []
-
-    def measure(batch: int) -> tuple[float, float | None]:
-        started = time.perf_counter()
-        pixels = torch.randint(0, 256, (batch, size, size, 3), dtype=torch.uint8, device=classifier.device)
-        if cuda:
-            torch.cuda.reset_peak_memory_stats(classifier.device)
-        classifier.probabilities(pixels)  # warm-up (and cuDNN's choice of kernels for this shape)
-        calls, t0 = 0, time.perf_counter()
-        while (elapsed := time.perf_counter() - t0) < min_s or calls < 2:
-            classifier.probabilities(pixels)
-            calls += 1
-        peak = torch.cuda.max_memory_allocated(classifier.device) / total if cuda else None
-        seconds.append(round(time.perf_counter() - started, 3))
-        return calls * batch / elapsed, peak
-
-    batch, reason = start, f"the largest tried ({limit})"
-    rate, peak = measure(batch)
-    tried.append((batch, round(rate, 1), peak and round(peak, 3)))
-    while batch * 2 <= limit:
-        try:
-            bigger, bigger_peak = measure(batch * 2)
-        except torch.OutOfMemoryError:
-            torch.cuda.empty_cache()
-            reason = f"batch {batch * 2} ran out of device memory"
-            break
-        tried.append((batch * 2, round(bigger, 1), bigger_peak and round(bigger_peak, 3)))
-        if bigger_peak is not None and bigger_peak > headroom:
-            reason = f"batch {batch * 2} used {bigger_peak:.0%} of device memory (more than {headroom:.0%})"
-            break
-        if bigger < gain * rate:
-            reason = f"batch {batch * 2} was not {gain - 1:.0%} faster ({bigger:,.0f} against {rate:,.0f} images/s)"
-            break
-        batch, rate = batch * 2, bigger
-    return BatchProbe(batch, tried, reason, seconds)
-
-
 # Where a probe starts and stops, per device kind: a GPU's batch is in the hundreds (on one H100,
 # probing from 64 took 8-15 s of a job's start, and 64 was never kept); on a CPU core a
 # batch past a few dozen images only adds latency.
 PROBE_RANGE = {"cuda": (128, 1024), "cpu": (4, 32)}
-
-
-def device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
 def probe_reports(output: str, run_id: str) -> str:
@@ -189,6 +73,8 @@ class Predictor:
     def __init__(self, spec: ModelSpec, opts: StorageOptions, device: str = "auto", topk: int = 5,
                  min_vehicle_score: float | None = 0.1, threads: int | None = None, compile: bool = False,
                  batch_size: int | None = None, report: str | None = None, balance=None):
+        from recog.models.classifier import Classifier, device_name, probe_batch_size
+
         t0 = time.time()  # wall clock: the driver sets these times beside its own
         self.spec, self.batch_size, self.balance = spec, batch_size, balance
         self.classifier = Classifier(spec, opts, device, threads, compile)
@@ -257,7 +143,7 @@ class Predictor:
             out = out.append_column(name, col)
         return out
 
-    def _decode_deferred(self, batch: pa.Table, ok: np.ndarray, errors: list) -> tuple[list[int], torch.Tensor | None]:
+    def _decode_deferred(self, batch: pa.Table, ok: np.ndarray, errors: list) -> tuple[list[int], object]:
         """JPEGs the CPU stage left encoded (`--decode predictor`), decoded on this actor's device.
         Rows that turn out not to decode get their error and leave `ok`; returns the rows decoded."""
         encoded = batch.column("encoded")
@@ -268,9 +154,7 @@ class Predictor:
         if not rows:
             return [], None
         t0 = time.perf_counter()
-        pixels, failed = preprocess.decode_jpegs([data[i] for i in rows], self.spec.preprocessing, self.classifier.device)
-        if self.classifier.device.type == "cuda":
-            torch.cuda.synchronize(self.classifier.device)  # the decode's own time, not the model's after it
+        pixels, failed = self.classifier.decode_jpegs([data[i] for i in rows])
         self.decoding[0] += len(rows)
         self.decoding[1] += time.perf_counter() - t0
         for i, error in zip(rows, failed):

@@ -203,7 +203,7 @@ def train_loop(config: dict) -> None:
     import ray.train
     import ray.train.torch
 
-    from recog.predict import normalizer, to_model_input
+    from recog.models.classifier import normalizer, to_model_input
 
     logging.getLogger().setLevel(logging.WARNING)  # Ray Train's per-report INFO lines; ours are prints
     cfg, spec = TrainConfig(**config["cfg"]), ModelSpec.from_dict(config["spec"])
@@ -319,8 +319,9 @@ def _dataset_info(cfg: TrainConfig, units: list[sources.Unit], out) -> dict:
     return info
 
 
-def run_training(cfg: TrainConfig, out=sys.stdout) -> dict:
+def run_training(cfg: TrainConfig, out=None) -> dict:
     """Train, checkpoint, export the package; return its model.json."""
+    out = out or sys.stdout  # looked up per call: a caller may have replaced it since import
     print(f"[train] {json.dumps(cfg.to_dict())}", file=out, flush=True)
     opts = cfg.storage
     storage.check_access(cfg.train, cfg.output, opts)

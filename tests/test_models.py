@@ -10,7 +10,7 @@ import torchvision
 
 from recog import models, preprocess, storage
 from recog.models import ModelError
-from recog.predict import Classifier
+from recog.models.classifier import Classifier
 from recog.storage import StorageOptions
 
 OPTS = StorageOptions()

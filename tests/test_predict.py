@@ -64,7 +64,7 @@ def test_probabilities_sum_to_one(predictor):
 
 
 def test_the_batch_probe_doubles_while_it_pays_and_says_why_it_stopped():
-    from recog.predict import Classifier, probe_batch_size
+    from recog.models.classifier import Classifier, probe_batch_size
 
     c = Classifier(models.resolve("efficientnet_lite0"), StorageOptions(), "cpu", threads=1)
     greedy = probe_batch_size(c, 32, start=2, limit=8, gain=0.0, min_s=0.0)  # any rate is "faster"

@@ -3,8 +3,6 @@ network with its weights (`build`, on each worker)."""
 
 from __future__ import annotations
 
-import torch
-
 from recog.errors import ModelError
 from recog.models import weights
 from recog.models.registry import ARCHITECTURES, BUILTIN_ARCH, BUILTIN_PACKAGES, DEFAULT_MODEL, ModelSpec, imagenet_classes, is_package
@@ -60,24 +58,7 @@ def build(spec: ModelSpec, opts: StorageOptions):
                  **{k: v.float() if v.is_floating_point() else v for k, v in state.items()}}
     net.load_state_dict(state)
     if spec.taxonomy == "two-heads":
+        from recog.models.lite0 import TwoHeads
+
         return TwoHeads(base, net, spec.shared_stages).eval()
     return net.eval()
-
-
-class TwoHeads(torch.nn.Module):
-    """Two EfficientNets (timm) that share their stem and first `shared` stages: the backbone runs
-    once, then the ImageNet tail and the fine-tuned tail each finish it. Returns (own, ImageNet) logits."""
-
-    def __init__(self, imagenet, own, shared: int):
-        super().__init__()
-        self.shared = torch.nn.Sequential(imagenet.conv_stem, imagenet.bn1, *imagenet.blocks[:shared])
-        self.imagenet_tail = self._tail(imagenet, shared)
-        self.own_tail = self._tail(own, shared)
-
-    @staticmethod
-    def _tail(net, shared: int) -> torch.nn.Sequential:
-        return torch.nn.Sequential(*net.blocks[shared:], net.conv_head, net.bn2, net.global_pool, net.classifier)
-
-    def forward(self, x):
-        features = self.shared(x)
-        return self.own_tail(features), self.imagenet_tail(features)

@@ -124,3 +124,22 @@ def _init(m: nn.Module) -> None:
         bound = 1.0 / math.sqrt(m.weight.size(0))
         nn.init.uniform_(m.weight, -bound, bound)
         nn.init.zeros_(m.bias)
+
+
+class TwoHeads(nn.Module):
+    """Two EfficientNets (timm) that share their stem and first `shared` stages: the backbone runs
+    once, then the ImageNet tail and the fine-tuned tail each finish it. Returns (own, ImageNet) logits."""
+
+    def __init__(self, imagenet, own, shared: int):
+        super().__init__()
+        self.shared = nn.Sequential(imagenet.conv_stem, imagenet.bn1, *imagenet.blocks[:shared])
+        self.imagenet_tail = self._tail(imagenet, shared)
+        self.own_tail = self._tail(own, shared)
+
+    @staticmethod
+    def _tail(net, shared: int) -> nn.Sequential:
+        return nn.Sequential(*net.blocks[shared:], net.conv_head, net.bn2, net.global_pool, net.classifier)
+
+    def forward(self, x):
+        features = self.shared(x)
+        return self.own_tail(features), self.imagenet_tail(features)

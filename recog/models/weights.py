@@ -13,8 +13,6 @@ import hashlib
 import io
 import json
 
-import torch
-
 from recog import storage
 from recog.errors import ModelError
 from recog.models.registry import ModelSpec
@@ -48,8 +46,10 @@ def version_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:12]
 
 
-def state_dict_from_bytes(data: bytes, where: str) -> dict[str, torch.Tensor]:
+def state_dict_from_bytes(data: bytes, where: str) -> dict:
     """A state dict from checkpoint bytes, safely (`weights_only=True`); unwraps common wrappers."""
+    import torch
+
     try:
         obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any failure here means "not a usable checkpoint"
@@ -62,13 +62,13 @@ def state_dict_from_bytes(data: bytes, where: str) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in obj.items()}  # DDP saves 'module.' prefixes
 
 
-def load_state(uri: str, opts: StorageOptions, like: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+def load_state(uri: str, opts: StorageOptions, like: dict | None = None) -> dict:
     """The state dict at `uri`; the built-in weights renamed to the keys of `like` (timm's)."""
     state = state_dict_from_bytes(read_weights(uri, opts), uri)
     return by_position(state, like) if uri == BUILTIN_WEIGHTS and like is not None else state
 
 
-def num_classes(state: dict[str, torch.Tensor]) -> int:
+def num_classes(state: dict) -> int:
     """Classes of a classifier checkpoint: the rows of its last 2-D weight (the head)."""
     heads = [v for k, v in state.items() if k.endswith("weight") and v.ndim == 2]
     if not heads:
@@ -76,7 +76,7 @@ def num_classes(state: dict[str, torch.Tensor]) -> int:
     return heads[-1].shape[0]
 
 
-def by_position(src: dict[str, torch.Tensor], dst: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def by_position(src: dict, dst: dict) -> dict:
     """Rename lukemelas-style keys to timm's: the packaged file lists the same 296 tensors, in order."""
     if len(src) != len(dst) or any(a.shape != b.shape for a, b in zip(src.values(), dst.values())):
         raise ModelError("packaged EfficientNet-Lite0 weights do not match the architecture tensor for tensor")
@@ -85,10 +85,11 @@ def by_position(src: dict[str, torch.Tensor], dst: dict[str, torch.Tensor]) -> d
 
 # ---- model packages -------------------------------------------------------------------------------
 
-def save_package(uri: str, spec: ModelSpec, state: dict[str, torch.Tensor], extra: dict,
-                 opts: StorageOptions) -> ModelSpec:
+def save_package(uri: str, spec: ModelSpec, state: dict, extra: dict, opts: StorageOptions) -> ModelSpec:
     """Write a model package: weights first, then model.json (so a reader never sees a spec
     without its weights). Returns the spec as the package describes it."""
+    import torch
+
     buf = io.BytesIO()
     torch.save({k: v.detach().cpu().contiguous() for k, v in state.items()}, buf)
     data = buf.getvalue()
@@ -114,11 +115,10 @@ def read_package(uri: str, opts: StorageOptions) -> dict:
 
 
 def package_spec(uri: str, opts: StorageOptions) -> ModelSpec:
-    """The spec of the package at `uri`, its weights checked against the version it records."""
+    """The spec of the package at `uri`, its weights checked against the version (hash) it records:
+    they are the bytes `save_package` wrote, so they load (checked without torch, on the driver)."""
     spec = ModelSpec.from_dict(read_package(uri, opts))
     weights = storage.join(uri, spec.weights)
-    data = read_weights(weights, opts)
-    if version_of(data) != spec.version:
+    if version_of(read_weights(weights, opts)) != spec.version:
         raise ModelError(f"{weights} does not match the version in {PACKAGE_SPEC} (a half-written package?)")
-    state_dict_from_bytes(data, weights)
     return dataclasses.replace(spec, weights=weights)
