@@ -76,6 +76,18 @@ def option(default: Any = None, help: str = "", *, group: str, default_help: str
 
 # ---- the configurations ---------------------------------------------------------------------------
 
+def canonical_uris(cfg, names: tuple[str, ...]) -> None:
+    """Write the URIs of a (frozen) config's fields `names` in their one canonical spelling
+    (storage.canonical): a unit's id hashes them, and the same input typed two ways must not be
+    labeled twice."""
+    from recog.storage import canonical
+
+    for name in names:
+        value = getattr(cfg, name)
+        if value is not None:
+            object.__setattr__(cfg, name, canonical(value))
+
+
 ENDPOINT_HELP = "S3-compatible endpoint, e.g. http://minio:9000"
 
 
@@ -145,6 +157,7 @@ class InferConfig:
     media: str = "images"  # what the job reads: "images" (tar shards, loose images) or "video" (set by the job)
 
     def __post_init__(self):
+        canonical_uris(self, ("input", "input_list", "output"))
         if (self.input is None) == (self.input_list is None):
             raise ConfigError("give the input as exactly one of --input or --input-list")
         if self.force and self.retry_errors:
@@ -188,10 +201,10 @@ def line_spec(text: str) -> str:
 
 def roi_spec(text: str) -> str:
     """A --roi value, checked: a polygon x1,y1,x2,y2,x3,y3,... in fractions of the frame."""
-    from recog.geometry import parse_points
+    from recog.geometry import parse_polygon
 
     try:
-        parse_points(text, "polygon", 3)
+        parse_polygon(text, "polygon")
     except ConfigError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
     return text
@@ -224,6 +237,10 @@ class VehiclesConfig(InferConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        names = [spec.partition("=")[0].strip() for spec in self.line]
+        if twice := sorted({n for n in names if names.count(n) > 1}):
+            raise ConfigError(f"--line {', '.join(twice)} given more than once: each line needs a name of its own "
+                              f"(its crossings would be counted once per copy)")
         if self.detector != "motion" and not self.detector_weights:
             raise ConfigError(f"--detector {self.detector} needs --detector-weights (a checkpoint, local or s3://): "
                               "no detector weights ship with recog or download at run time")
@@ -285,6 +302,9 @@ class TrainConfig:
                                      default_help="RAY_ADDRESS, else a private local Ray")
     verbose: bool = option(False, "show Ray's own log lines as well as recog's", group="train", action="store_true",
                            default_help="off: they go to the log file the job names")
+
+    def __post_init__(self):
+        canonical_uris(self, ("train", "val", "output"))
 
     @property
     def storage(self):

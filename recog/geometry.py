@@ -21,6 +21,18 @@ def parse_points(text: str, what: str, min_points: int) -> np.ndarray:
     return np.array(values, np.float64).reshape(-1, 2)
 
 
+def parse_polygon(text: str, what: str = "--roi") -> np.ndarray:
+    """'x1,y1,x2,y2,x3,y3,...' -> (N, 2) points of a polygon with an area (one of none would
+    quietly find nothing in the whole video)."""
+    points = parse_points(text, what, 3)
+    x, y = points[:, 0], points[:, 1]
+    area = 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+    if area < 1e-4:
+        raise ConfigError(f"{what} {text!r}: the polygon encloses no area (its points are on one line); "
+                          f"give its corners in order, e.g. 0,0.5,1,0.5,1,1,0,1 for the lower half")
+    return points
+
+
 def parse_line(spec: str) -> tuple[str, tuple[float, float, float, float]]:
     """'gate=0,0.75,1,0.75' -> ('gate', (0, 0.75, 1, 0.75)): a named line between two points given
     as fractions of the frame's width and height."""

@@ -13,6 +13,7 @@ import fnmatch
 import functools
 import os
 import re
+import tempfile
 import uuid
 from dataclasses import dataclass
 
@@ -44,6 +45,17 @@ class StorageOptions:
 
 def is_s3(uri: str) -> bool:
     return uri.startswith("s3://")
+
+
+def canonical(uri: str) -> str:
+    """One spelling per location, so that an input's identity (the ids of its units) never depends
+    on how it was typed: `s3://bucket/key` without doubled or trailing slashes; a local path (with
+    or without `file://`) absolute and normalised (`./a/../b/` -> `/cwd/b`). Patterns keep their
+    wildcards and braces."""
+    if is_s3(uri):
+        return "s3://" + re.sub("/+", "/", uri[len("s3://"):]).strip("/")
+    path = uri[len("file://"):] if uri.startswith("file://") else uri
+    return os.path.abspath(os.path.expanduser(path))
 
 
 def join(base: str, *parts: str) -> str:
@@ -232,7 +244,7 @@ def read_list(list_uri: str, opts: StorageOptions, max_attempts: int = S3_MAX_AT
         raise StorageError(f"{list_uri}: input list not found") from None
     except OSError as e:
         raise explain(e, list_uri, opts) from e
-    uris = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    uris = [canonical(line.strip()) for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     files, missing = [], []
     for uri in uris:
         fs, path = filesystem(uri, opts, max_attempts)
@@ -266,6 +278,23 @@ def listing_root(source: str, files: list[FileEntry], is_list: bool = False) -> 
     return common_root([f.uri for f in files]) if is_list or is_pattern(source) else source
 
 
+def check_local_output(output_uri: str) -> None:
+    """A local --output must be a folder (or not exist yet) that we may create and write in. Nothing
+    is created here: a job refused before any work leaves no folder behind."""
+    path = filesystem(output_uri, StorageOptions())[1]
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise StorageError(f"{output_uri}: is a file; the output is a folder (a new one, or one a recog job wrote)")
+    parent = path
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise StorageError(f"{output_uri}: cannot be made, {parent} is a file")
+    try:  # a folder made and removed at once: permissions alone do not say (root may not write in /proc)
+        os.rmdir(tempfile.mkdtemp(prefix=".recog-write-probe-", dir=parent))
+    except OSError as e:
+        raise StorageError(f"{output_uri}: no permission to write in {parent} ({e.strerror})") from None
+
+
 def check_access(input_uri: str, output_uri: str, opts: StorageOptions, input_list: bool = False) -> list[FileEntry]:
     """Fail fast, before any cluster work: list the input and prove the output is writable.
 
@@ -274,8 +303,13 @@ def check_access(input_uri: str, output_uri: str, opts: StorageOptions, input_li
     after the retry budget meant for long jobs.
     """
     files = read_list(input_uri, opts, 1) if input_list else list_files(input_uri, opts, max_attempts=1)
+    if not files and not is_s3(input_uri) and not is_pattern(input_uri) and not os.path.exists(filesystem(input_uri, opts)[1]):
+        raise StorageError(f"{input_uri}: not found (no such file or folder)")
     if not files:
         raise StorageError(f"{input_uri}: nothing there to read")
+    if not is_s3(output_uri):
+        check_local_output(output_uri)
+        return files
     probe = join(output_uri, f".recog-write-probe-{uuid.uuid4().hex[:8]}")
     try:
         write_bytes(probe, b"", opts, max_attempts=1)
