@@ -30,6 +30,16 @@ from recog.errors import SubmitError, run_job
 RESULTS_HELP = "the --output of recog jobs: s3://bucket/prefix/ or a local path"
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a mistake is one line (`recog: error: ...`, exit status 2) as the README
+    promises, not a usage block: the line names the command and where its options are listed."""
+
+    def error(self, message: str):
+        command = self.prog.removeprefix("recog ").strip()
+        where = f"{self.prog} --help lists its options" if command != "recog" else "recog --help lists the commands"
+        self.exit(2, f"recog: error: {command + ': ' if command != 'recog' else ''}{message} ({where})\n")
+
+
 @dataclass(frozen=True)
 class Command:
     add_arguments: Callable[[argparse.ArgumentParser], None]
@@ -189,15 +199,17 @@ def summary_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def summary(args: argparse.Namespace) -> None:
-    from recog.query import summarize
+    from recog.query import check_dimensions, summarize
 
+    by = check_dimensions([d.strip() for d in args.by.split(",") if d.strip()])
     results, _ = open_results(args)
-    summarize(results, [d.strip() for d in args.by.split(",") if d.strip()])
+    summarize(results, by)
 
 
 def report_arguments(p: argparse.ArgumentParser) -> None:
     results_arguments(p)
-    p.add_argument("--out", default="report.html", help="the HTML file to write (default: report.html)")
+    p.add_argument("--output", default="report.html", help="the HTML file to write (default: report.html)")
+    p.add_argument("--out", dest="output", help=argparse.SUPPRESS)  # its name before 0.2
     p.add_argument("--thumbs", type=positive_int, default=12, help="thumbnails per label in the contact sheet (default: 12)")
     p.add_argument("--title", default=None, help="page title (default: recog results <results>)")
 
@@ -206,14 +218,31 @@ def report(args: argparse.Namespace) -> None:
     import time
     from pathlib import Path
 
+    from recog.errors import ConfigError, StorageError
     from recog.report import build_report
+    from recog.storage import check_local_output
 
     t0 = time.monotonic()
+    out = Path(args.output)
+    if out.is_dir() or not out.parent.resolve().is_dir():
+        raise ConfigError(f"--output {args.output}: " + ("is a folder: name the HTML file" if out.is_dir() else
+                                                         "the folder does not exist"))
+    try:
+        check_local_output(str(out.parent.resolve()))
+    except StorageError:
+        raise ConfigError(f"--output {args.output}: the folder is not writable") from None
     results, opts = open_results(args)
-    page = build_report(results, args.title or f"recog results {args.results}", opts, args.thumbs)
-    Path(args.out).write_text(page, encoding="utf-8")
-    print(f"[recog] report {args.out}: {len(page) / 1e6:.1f} MB, {page.count('<img ')} thumbnails, "
+    problems: list[str] = []
+    page = build_report(results, args.title or f"recog results {args.results}", opts, args.thumbs, problems)
+    try:
+        out.write_text(page, encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"--output {args.output}: cannot write the report: {e.strerror or e}") from None
+    print(f"[recog] report {args.output}: {len(page) / 1e6:.1f} MB, {page.count('<img ')} thumbnails, "
           f"{time.monotonic() - t0:.1f} s")
+    if problems:
+        print(f"recog: warning: {len(problems)} source(s) of thumbnails could not be read (moved or deleted since the "
+              f"job ran?), e.g. {problems[0]}", file=sys.stderr)
 
 
 def errors_arguments(p: argparse.ArgumentParser) -> None:
@@ -268,7 +297,9 @@ def purge(args: argparse.Namespace) -> None:
 # ---- the cluster ----------------------------------------------------------------------------------
 
 def address_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--address", default=None, help="the cluster's dashboard, e.g. http://head:8265 (default: RAY_ADDRESS)")
+    p.add_argument("--ray-address", dest="address", default=None,
+                   help="the cluster's dashboard, e.g. http://head:8265 (default: RAY_ADDRESS)")
+    p.add_argument("--address", dest="address", help=argparse.SUPPRESS)  # its name before 0.2
 
 
 def submit_arguments(p: argparse.ArgumentParser) -> None:
@@ -372,8 +403,11 @@ COMMANDS: dict[str, Command] = {
                       "    recog shards --from photos/train --to s3://ds/train --per-shard 1000"),
     "store": Command(store_arguments, store, "run the embedded S3 object store (SeaweedFS)"),
     "query": Command(query_arguments, query, "SQL over the results (DuckDB)",
-                     "SQL (DuckDB) over the committed results. Views: results (one row per image or frame) and runs "
-                     "(one row per committed run). Filter on camera and date to read less."),
+                     "SQL (DuckDB) over the committed results. Views, those the output holds: results (one row per "
+                     "image or frame: recog infer, recog footage), vehicles (one row per tracked vehicle) and crossings "
+                     "(one row per line crossing: recog vehicles), and runs (one row per finished run). Filter on "
+                     "camera and date to read less.\n\n    recog query s3://archive/results/ \"SELECT label, count(*) "
+                     "FROM results GROUP BY ALL\""),
     "errors": Command(errors_arguments, errors, "the error rows of the results, by kind",
                       "List the error rows (inputs that could not be labeled) of the results by kind (the text before "
                       "the first colon), then the rows. `recog infer ... --retry-errors` redoes the units that hold "
@@ -397,15 +431,15 @@ COMMANDS: dict[str, Command] = {
 def command_parser(name: str, prog: str | None = None) -> argparse.ArgumentParser:
     """The parser of one command (as `python -m jobs.<name>` and `recog submit` use it)."""
     command = COMMANDS[name]
-    p = argparse.ArgumentParser(prog=prog or f"recog {name}", description=command.description or command.help,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog=prog or f"recog {name}", description=command.description or command.help,
+               formatter_class=argparse.RawDescriptionHelpFormatter)
     command.add_arguments(p)
     return p
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="recog", description="Vehicle recognition over image archives and camera "
-                                     "footage, on Ray. `recog COMMAND --help` tells more.")
+    parser = Parser(prog="recog", description="Vehicle recognition over image archives and camera "
+                    "footage, on Ray. `recog COMMAND --help` tells more.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in COMMANDS.items():
         p = sub.add_parser(name, help=command.help, description=command.description or command.help,
@@ -420,7 +454,9 @@ def run_command(name: str, argv: list[str], prog: str | None = None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args, extra = build_parser().parse_known_args(argv)
+    if extra:  # said by the command's own parser, which lists its options
+        command_parser(args.command).error(f"unrecognized arguments: {' '.join(extra)}")
     return run_job(COMMANDS[args.command].run, args)
 
 

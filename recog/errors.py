@@ -13,11 +13,12 @@ entry points in jobs/ can share it.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Callable
 
 __all__ = ["RecogError", "ConfigError", "StorageError", "StoreError", "ModelError", "ClusterError",
-           "SubmitError", "QueryError", "DecodeError", "JobFailed", "run_job"]
+           "SubmitError", "QueryError", "DecodeError", "JobFailed", "JobInterrupted", "run_job"]
 
 
 class RecogError(Exception):
@@ -64,13 +65,27 @@ class JobFailed(RecogError):
     exit_status = 1
 
 
+class JobInterrupted(RecogError):
+    """Ctrl-C during a job: the message says what was committed and how to go on."""
+
+    exit_status = 130
+
+
 def run_job(main: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
-    """Run a command; a RecogError becomes one line on stderr and its exit status."""
+    """Run a command; a RecogError becomes one line on stderr and its exit status. Output piped into
+    a reader that stops early (`recog query ... | head -1`) ends the command quietly."""
     try:
         return main(args) or 0
+    except JobInterrupted as e:
+        print(f"recog: interrupted: {e}", file=sys.stderr)
+        return e.exit_status
     except RecogError as e:
         print(f"recog: error: {e}", file=sys.stderr)
         return e.exit_status
     except KeyboardInterrupt:
         print("recog: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader is gone: point stdout at /dev/null, so that Python's flush at exit cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

@@ -65,8 +65,9 @@ def default_output(model: str) -> str:
     return storage.join(model, "eval")
 
 
-def run_eval(cfg: InferConfig, label_field: str | None = None, out=sys.stdout) -> dict:
+def run_eval(cfg: InferConfig, label_field: str | None = None, out=None) -> dict:
     """Label `cfg.input` with `cfg.model`, score against the samples' labels, save the scores."""
+    out = out or sys.stdout  # looked up per call: a caller may have replaced it since import
     from recog.pipeline import run_inference
 
     manifest = run_inference(cfg, out=out)

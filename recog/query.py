@@ -26,12 +26,22 @@ from recog.errors import QueryError, StorageError
 from recog.storage import StorageOptions
 
 FORMATS = ("table", "csv", "json")
-# `recog summary --by` dimensions: name -> SQL expression over `results`
+# `recog summary --by` dimensions: name -> SQL expression over `results`; over `vehicles` the
+# time is when a vehicle was first seen
 DIMENSIONS = {
     "label": "label", "camera": "camera", "date": "date", "model": "model", "run": "run_id",
     "hour": "strftime(wall_time, '%Y-%m-%d %H:00')", "hour_of_day": "hour(wall_time)",
     "source": "source_uri", "error": "error",
 }
+TIME_COLUMN = {"results": "wall_time", "vehicles": "first_seen"}
+
+
+def check_dimensions(by: list[str]) -> list[str]:
+    """`--by` dimensions, refused (before anything is printed) unless each is known."""
+    unknown = [d for d in by if d not in DIMENSIONS]
+    if unknown or not by:
+        raise QueryError(f"--by {','.join(unknown)}: not a dimension; choose from {', '.join(DIMENSIONS)}")
+    return by
 
 
 def table_datasets(output: str, opts: StorageOptions, filesystem=None) -> dict[str, ds.Dataset]:
@@ -86,17 +96,21 @@ class Results:
 
         try:
             return self.con.sql(query).to_arrow_table()
+        except duckdb.CatalogException as e:
+            # DuckDB's own hint names its system tables (pg_settings, ...): name recog's instead
+            first = str(e).strip().splitlines()[0].rstrip("!.")
+            raise QueryError(f"{first}; this output's tables: {', '.join([*self.datasets, 'runs'])}") from None
         except duckdb.Error as e:
             raise QueryError(str(e).strip()) from None
 
 
-def summary_sql(by: list[str]) -> str:
-    unknown = [d for d in by if d not in DIMENSIONS]
-    if unknown:
-        raise QueryError(f"--by {','.join(unknown)}: not a dimension; choose from {', '.join(DIMENSIONS)}")
-    cols = ", ".join(f"{DIMENSIONS[d]} AS {d}" for d in by)
-    return (f"SELECT {cols}, count(*) AS rows, count(*) FILTER (WHERE error IS NOT NULL) AS errors, "
-            f"round(avg(score), 3) AS mean_score FROM results GROUP BY ALL ORDER BY rows DESC, {', '.join(by)}")
+def summary_sql(by: list[str], table: str = "results") -> str:
+    """Rows (or, of `vehicles`, vehicles), errors and mean score of `table` per the `by` dimensions."""
+    check_dimensions(by)
+    cols = ", ".join(f"{DIMENSIONS[d].replace('wall_time', TIME_COLUMN[table])} AS {d}" for d in by)
+    count = "count(*) AS rows" if table == "results" else "count(track_id) AS vehicles"
+    return (f"SELECT {cols}, {count}, count(*) FILTER (WHERE error IS NOT NULL) AS errors, "
+            f"round(avg(score), 3) AS mean_score FROM {table} GROUP BY ALL ORDER BY 2 DESC, {', '.join(by)}")
 
 
 # ---- output -------------------------------------------------------------------------------------
@@ -173,7 +187,7 @@ def summarize(results: Results, by: list[str], out: TextIO | None = None) -> Non
     if results.has("results"):
         summarize_results(results, by, out)
     if results.has("vehicles"):
-        summarize_vehicles(results, out)
+        summarize_vehicles(results, by, out)
 
 
 def list_errors(results: Results, fmt: str = "table", out: TextIO | None = None, max_rows: int = 100) -> int:
@@ -220,13 +234,12 @@ def summarize_results(results: Results, by: list[str], out: TextIO) -> None:
         write(errors, "table", out)
 
 
-def summarize_vehicles(results: Results, out: TextIO) -> None:
+def summarize_vehicles(results: Results, by: list[str], out: TextIO) -> None:
     totals = results.sql("SELECT count(track_id) AS vehicles, count(error) AS errors, count(warning) AS flagged, "
                          "count(DISTINCT camera) AS cameras FROM vehicles").to_pylist()[0]
     out.write(f"\n{totals['vehicles']} vehicles tracked, {totals['errors']} without a label, {totals['flagged']} flagged, "
-              f"{totals['cameras']} camera(s)\n\n")
-    write(results.sql("SELECT label, count(*) AS vehicles, round(avg(score), 3) AS mean_score FROM vehicles "
-                      "WHERE track_id IS NOT NULL GROUP BY ALL ORDER BY vehicles DESC"), "table", out)
+              f"{totals['cameras']} camera(s)\n\nvehicles by {', '.join(by)}:\n")
+    write(results.sql(summary_sql(by, "vehicles")), "table", out, max_rows=200)
     if results.has("crossings"):
         out.write("\ncrossings per line, direction and type:\n")
         write(results.sql("SELECT line, direction, label, count(*) AS crossings FROM crossings "

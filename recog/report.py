@@ -116,9 +116,9 @@ def thumbnail(img: Image.Image) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def fetch_thumbnails(rows: list[dict], opts: StorageOptions) -> dict[int, str]:
+def fetch_thumbnails(rows: list[dict], opts: StorageOptions, problems: list[str]) -> dict[int, str]:
     """Thumbnails for the rows (keyed by position in `rows`); a shard is read once for all its rows.
-    A source that cannot be read any more just has no thumbnail."""
+    A source that cannot be read any more has no thumbnail, and says why in `problems`."""
     by_source: dict[str, list[int]] = defaultdict(list)
     for i, r in enumerate(rows):
         by_source[r["source_uri"]].append(i)
@@ -146,8 +146,8 @@ def fetch_thumbnails(rows: list[dict], opts: StorageOptions) -> dict[int, str]:
             else:  # a loose image
                 thumb = thumbnail(Image.open(io.BytesIO(storage.read_bytes(uri, opts))))
                 out.update((i, thumb) for i in idx)
-        except Exception:  # noqa: BLE001 - a report is still worth having without this picture
-            pass
+        except Exception as e:  # noqa: BLE001 - a report is still worth having without this picture
+            problems.append(f"{uri}: {type(e).__name__}: {e}")
         return out
 
     thumbs: dict[int, str] = {}
@@ -219,7 +219,7 @@ def figure(thumb: str | None, label: str, labels: list[str], caption: str, where
     return f"<figure>{img}<figcaption>{caption}<br><span class='muted'>{html.escape(where)}</span></figcaption></figure>"
 
 
-def results_section(results: Results, opts: StorageOptions, thumbs_per_label: int) -> list[str]:
+def results_section(results: Results, opts: StorageOptions, thumbs_per_label: int, problems: list[str]) -> list[str]:
     """The image and footage jobs' rows: over time, per camera, scores, errors, a contact sheet."""
     q = results.sql
     labels = [r["label"] for r in q("SELECT label, count(*) AS n FROM results WHERE label IS NOT NULL "
@@ -242,7 +242,7 @@ def results_section(results: Results, opts: StorageOptions, thumbs_per_label: in
                    row_number() OVER (PARTITION BY label ORDER BY hash(source_uri, key, pts_s)) AS k
             FROM results WHERE label IS NOT NULL) WHERE k <= {int(thumbs_per_label)}
         ORDER BY label, score""").to_pylist()
-    thumbs = fetch_thumbnails(sample, opts)
+    thumbs = fetch_thumbnails(sample, opts, problems)
 
     out = [f"<p>{totals['n']} rows ({totals['errors']} errors); {totals['cameras']} camera(s).</p>",
            f"<p>{legend(labels)}</p>",
@@ -267,7 +267,7 @@ def results_section(results: Results, opts: StorageOptions, thumbs_per_label: in
     return out
 
 
-def vehicles_section(results: Results, opts: StorageOptions, thumbs_per_label: int) -> list[str]:
+def vehicles_section(results: Results, opts: StorageOptions, thumbs_per_label: int, problems: list[str]) -> list[str]:
     """The vehicles job's tables: crossings per line over time by type, counts, and a contact sheet
     of each type's vehicles (their best crop, cut from the video)."""
     q = results.sql
@@ -291,7 +291,7 @@ def vehicles_section(results: Results, opts: StorageOptions, thumbs_per_label: i
                    row_number() OVER (PARTITION BY label ORDER BY hash(source_uri, track_id)) AS k
             FROM vehicles WHERE label IS NOT NULL AND best_box IS NOT NULL) WHERE k <= {int(thumbs_per_label)}
         ORDER BY label, score""").to_pylist()
-    thumbs = fetch_crops(sample, opts)
+    thumbs = fetch_crops(sample, opts, problems)
     out.append(f"<h2>Vehicles by type</h2><p class='muted'>up to {thumbs_per_label} per type, their best crop, least sure first</p>")
     for lab in labels:
         figures = [figure(thumbs.get(i), lab, labels, f"{r['score']:.2f} ({html.escape(r['fine_label'] or '')})",
@@ -302,30 +302,38 @@ def vehicles_section(results: Results, opts: StorageOptions, thumbs_per_label: i
     return out
 
 
-def fetch_crops(rows: list[dict], opts: StorageOptions) -> dict[int, str]:
-    """Thumbnails of vehicles: the frame of each one's best crop, cut to its box (with a margin)."""
+def fetch_crops(rows: list[dict], opts: StorageOptions, problems: list[str]) -> dict[int, str]:
+    """Thumbnails of vehicles: the frame of each one's best crop, cut to its box (with a margin);
+    why one could not be made goes to `problems`."""
     def one(item: tuple[int, dict]) -> tuple[int, str | None]:
         i, r = item
         try:
             frame = video.frame_at(r["source_uri"], r["best_pts_s"], opts)
             x0, y0, x1, y1 = r["best_box"]
             m = max(x1 - x0, y1 - y0) // 8
-            return i, thumbnail(frame.crop((max(0, x0 - m), max(0, y0 - m), x1 + m, y1 + m))) if frame else None
-        except Exception:  # noqa: BLE001 - a report is still worth having without this picture
+            if frame is None:
+                problems.append(f"{r['source_uri']}: the video ends before {r['best_pts_s']:.2f} s")
+                return i, None
+            return i, thumbnail(frame.crop((max(0, x0 - m), max(0, y0 - m), x1 + m, y1 + m)))
+        except Exception as e:  # noqa: BLE001 - a report is still worth having without this picture
+            problems.append(f"{r['source_uri']}: {type(e).__name__}: {e}")
             return i, None
 
     with ThreadPoolExecutor(8) as pool:
         return {i: t for i, t in pool.map(one, enumerate(rows)) if t}
 
 
-def build_report(results: Results, title: str, opts: StorageOptions, thumbs_per_label: int = 12) -> str:
-    """The report as one HTML string: a section per kind of table the results hold."""
+def build_report(results: Results, title: str, opts: StorageOptions, thumbs_per_label: int = 12,
+                 problems: list[str] | None = None) -> str:
+    """The report as one HTML string: a section per kind of table the results hold. Why thumbnails
+    could not be made (a source moved or deleted) goes to `problems`, one line per source."""
+    problems = [] if problems is None else problems
     out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
            f"<style>{CSS}</style></head><body>", f"<h1>{html.escape(title)}</h1>",
            f"<p>From {html.escape(describe_runs(results.runs))}. Made {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC.</p>"]
     if results.has("results"):
-        out += results_section(results, opts, thumbs_per_label)
+        out += results_section(results, opts, thumbs_per_label, problems)
     if results.has("vehicles"):
-        out += vehicles_section(results, opts, thumbs_per_label)
+        out += vehicles_section(results, opts, thumbs_per_label, problems)
     out.append("</body></html>")
     return "\n".join(out)

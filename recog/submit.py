@@ -184,8 +184,9 @@ def submit(api: JobsAPI, command: list[str], env: dict[str, str], working_dir: P
             time.sleep(2)
 
 
-def follow(api: JobsAPI, job_id: str, out: TextIO = sys.stdout, poll_s: float = 1.0) -> str:
+def follow(api: JobsAPI, job_id: str, out: TextIO | None = None, poll_s: float = 1.0) -> str:
     """Print the job's logs as they come until it ends; return its final status."""
+    out = out or sys.stdout
     shown = 0
     while True:
         status = api.status(job_id)  # before the logs: a job that ended has all its logs
