@@ -22,6 +22,7 @@ from recog.config import InferConfig
 from recog.errors import ConfigError
 from recog.sources import Inputs
 from recog.storage import FileEntry
+from recog.taxonomy import NOT_VEHICLE
 
 UNIT_PROPERTY = "recog.imagesPerUnit"  # the results table property that keeps an output's unit size
 
@@ -37,10 +38,13 @@ class Media:
         """Settings beyond the model's that change a unit's rows (part of its id)."""
         return {}
 
-    def sized(self, cfg: InferConfig, files: list[FileEntry], ray_job: runtime.JobRay, out) -> tuple[InferConfig, dict | None]:
-        """`cfg` with the size of its units settled, and what the job chose and why (None if it did
-        not choose): for inputs that the job groups into units of a size it may choose."""
-        return cfg, None
+    def sized(self, cfg: InferConfig, files: list[FileEntry], ray_job: runtime.JobRay,
+              out) -> tuple[InferConfig, dict | None, dict[str, str]]:
+        """`cfg` with the size of its units settled, what the job chose and why (None if it did not
+        choose), and the properties its first table must record before the job commits (the size,
+        for a new output): for inputs that the job groups into units of a size it may choose.
+        Writes nothing: a job that stops before any work leaves its output as it was."""
+        return cfg, None, {}
 
     def find_units(self, cfg: InferConfig, files: list[FileEntry], fingerprint: str) -> Inputs:
         raise NotImplementedError
@@ -77,7 +81,8 @@ class Images(Media):
     jpegs = True
     wanted = "tar shards or images (" + ", ".join(sources.IMAGE_EXTS) + ")"
 
-    def sized(self, cfg: InferConfig, files: list[FileEntry], ray_job: runtime.JobRay, out) -> tuple[InferConfig, dict | None]:
+    def sized(self, cfg: InferConfig, files: list[FileEntry], ray_job: runtime.JobRay,
+              out) -> tuple[InferConfig, dict | None, dict[str, str]]:
         """--images-per-unit: a unit's id hashes its images, so one output keeps one grouping, or a
         rerun would add rows beside the old instead of resuming. The first run over an output with
         loose images records the size in its results table (auto: chosen from the cluster,
@@ -87,11 +92,11 @@ class Images(Media):
         loose = len({key for key, ext in (sources.split_key(storage.relative(f.uri, root)) for f in files)
                      if ext in sources.IMAGE_EXTS})
         if not loose:  # shards only: one unit each
-            return replace(cfg, images_per_unit=runtime.UNIT_IMAGES[0]) if cfg.images_per_unit == "auto" else cfg, None
+            return replace(cfg, images_per_unit=runtime.UNIT_IMAGES[0]) if cfg.images_per_unit == "auto" else cfg, None, {}
         results = table.uri(cfg.output, self.tables(cfg).names[0])
         props = table.properties(results, cfg.storage) or {}
         held = int(props[UNIT_PROPERTY]) if UNIT_PROPERTY in props else None
-        chosen = None
+        chosen, record = None, {}
         if held is not None:
             if cfg.images_per_unit not in ("auto", held):
                 raise ConfigError(f"--images-per-unit {cfg.images_per_unit}: {cfg.output} groups loose images {held} a unit "
@@ -107,8 +112,8 @@ class Images(Media):
                 print(f"[recog] --images-per-unit auto: {chosen.images} loose images a unit ({chosen.describe()}); the "
                       f"output's results table records it, and later runs keep it", file=out, flush=True)
             size = chosen.images if chosen else cfg.images_per_unit
-            table.set_properties(results, sink.schema_of(self.tables(cfg).names[0]), cfg.storage, {UNIT_PROPERTY: str(size)})
-        return replace(cfg, images_per_unit=size), chosen and asdict(chosen)
+            record = {UNIT_PROPERTY: str(size)}
+        return replace(cfg, images_per_unit=size), chosen and asdict(chosen), record
 
     def find_units(self, cfg: InferConfig, files: list[FileEntry], fingerprint: str) -> Inputs:
         """Units of `cfg.images_per_unit` loose images: a number (`sized` settles auto)."""
@@ -206,10 +211,18 @@ class Vehicles(Footage):
         return VehicleTables(cfg.detector, self.detector_version(cfg))
 
     def report(self, cfg, manifest: dict) -> list[str]:
-        """Crossings per line, direction and type, from the files the run committed."""
+        """Vehicles (error rows and tracks the classifier called background apart), then crossings per
+        line, direction and type, from the files the run committed."""
+        import pyarrow.compute as pc
+
+        vehicles = sink.read_run(cfg.output, manifest, cfg.storage, "vehicles").select(["track_id", "label"])
         crossings = sink.read_run(cfg.output, manifest, cfg.storage, "crossings")
-        tables = manifest["summary"].get("tables", {})
-        lines = [f"{tables.get('vehicles', 0)} vehicle(s), {tables.get('crossings', 0)} crossing(s)"]
+        tracked = vehicles.filter(pc.is_valid(vehicles.column("track_id")))
+        background = pc.sum(pc.equal(tracked.column("label"), NOT_VEHICLE)).as_py() or 0
+        problems = vehicles.num_rows - tracked.num_rows
+        lines = [f"{tracked.num_rows - background} vehicle(s), {crossings.num_rows} crossing(s)"
+                 + (f"; {background} track(s) of background, not counted" if background else "")
+                 + (f"; {problems} video(s) or segment(s) with errors (recog errors lists them)" if problems else "")]
         if crossings.num_rows:
             counts = crossings.group_by(["line", "direction", "label"]).aggregate([("track_id", "count")])
             for r in sorted(counts.to_pylist(), key=lambda r: (r["line"], r["direction"], -r["track_id_count"])):

@@ -15,12 +15,12 @@ import datetime as dt
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from recog import models, sink, storage, table
 from recog.balance import DecodeBalance, RemoteBalance, describe
 from recog.config import InferConfig
-from recog.errors import JobFailed, StorageError
+from recog.errors import JobFailed, JobInterrupted, StorageError
 from recog.media import MEDIA, fingerprint
 from recog.models import ModelSpec
 from recog.predict import Predictor, describe_probes, probe_reports, read_probe_reports
@@ -76,6 +76,7 @@ class Work:
     todo: list[Unit]
     started_at: float  # when the job started (time.time())
     unit_size: dict | None = None  # --images-per-unit auto on a new output: what it chose, from what
+    properties: dict[str, str] = field(default_factory=dict)  # to record in the first table before committing
 
     @property
     def digest(self) -> str:
@@ -89,7 +90,7 @@ def prepare(cfg: InferConfig, ray_job: JobRay, out=sys.stdout) -> Work:
     opts, media = cfg.storage, MEDIA[cfg.media]
     files = storage.check_access(cfg.source, cfg.output, opts, cfg.input_list is not None)
     spec = models.resolve(cfg.model, cfg.weights, list(cfg.classes) if cfg.classes else None, opts)
-    cfg, unit_size = media.sized(cfg, files, ray_job, out)
+    cfg, unit_size, properties = media.sized(cfg, files, ray_job, out)
     found = media.find_units(cfg, files, fingerprint(cfg, spec.to_dict()))
     if not found.units:
         raise StorageError(f"{cfg.source}: no {media.wanted} found")
@@ -108,7 +109,7 @@ def prepare(cfg: InferConfig, ray_job: JobRay, out=sys.stdout) -> Work:
     if status.changed:
         print(f"[recog] {len(status.changed)} unit(s) hold inputs added or rewritten since an earlier run: "
               f"their new rows replace the old", file=out, flush=True)
-    return Work(cfg, spec, found, status, earlier, todo, t0, unit_size)
+    return Work(cfg, spec, found, status, earlier, todo, t0, unit_size, properties)
 
 
 @dataclass
@@ -149,6 +150,10 @@ def label_units(work: Work, run: sink.RunCommitter, progress: Progress, ray_job:
                     print(f"[recog] {line}", file=out, flush=True)
             progress.update(units=taken.units, rows=taken.inputs, errors=taken.errors)
         run.close()
+    except KeyboardInterrupt:
+        run.stop()
+        raise JobInterrupted(f"stopped after committing {len(run.committed)} of {len(work.todo)} unit(s), which are kept: "
+                             f"run the same command again to do the rest") from None
     except Exception as e:
         run.stop()
         raise JobFailed(f"the job stopped after committing {len(run.committed)} of {len(work.todo)} unit(s): {_cause(e)}. "
@@ -180,8 +185,9 @@ def describe_startup(startup: dict) -> str:
     return f"start-up: first results at {startup['first_results_s']:g} s; " + ", ".join(parts)
 
 
-def run_inference(cfg: InferConfig, out=sys.stdout) -> dict:
+def run_inference(cfg: InferConfig, out=None) -> dict:
     """Run the inference job end to end; return its run record."""
+    out = out or sys.stdout  # looked up per call: a caller may have replaced it since import
     started = dt.datetime.now(dt.timezone.utc)
     media = MEDIA[cfg.media]
     print(f"[recog] {media.job} job {json.dumps(cfg.to_dict())}", file=out, flush=True)
@@ -193,6 +199,9 @@ def run_inference(cfg: InferConfig, out=sys.stdout) -> dict:
                   f"({finished['summary']['rows']} rows); nothing written. --force reprocesses.", file=out, flush=True)
             return finished
 
+        first = media.tables(cfg).names[0]
+        if work.properties:  # what a new output keeps (its unit size): recorded once there is work to commit
+            table.set_properties(table.uri(cfg.output, first), sink.schema_of(first), cfg.storage, work.properties)
         run = sink.RunCommitter(cfg.output, sink.new_run_id(), cfg.storage, media.tables(cfg).names,
                                 cfg.commit_units, cfg.commit_seconds)
         run.replacing({u.unit_id for u in work.todo})

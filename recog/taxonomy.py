@@ -26,6 +26,39 @@ VEHICLE_TYPES = ("car", "pickup", "van", "truck", "bus", "motorcycle", "bicycle"
 NOT_VEHICLE = "not_vehicle"
 LABELS = VEHICLE_TYPES + (NOT_VEHICLE,)
 
+# The traffic taxonomy: what each type recog reports holds, and the classes of traffic surveys it
+# matches (UK DfT road traffic statistics' vehicle types; the US FHWA 13-class scheme's groups).
+# `other_vehicle` (trams, tractors, ...) is only ImageNet's; the shipped model has no such class.
+TRAFFIC_TYPES = {
+    "car": "saloons, hatchbacks, estates, SUVs, MPVs and minivans, taxis; small car-derived vans with windows "
+           "(DfT: cars and taxis; FHWA class 2, passenger cars)",
+    "pickup": "pickup trucks: a cab and an open load bed (DfT: light goods vehicles; FHWA class 3)",
+    "van": "panel vans, work vans, minibuses (DfT: light goods vehicles up to 3.5 t, and minibuses; FHWA class 3)",
+    "truck": "rigid lorries (box, curtain-side, tipper, tanker), light cab trucks with a load bed or box, "
+             "articulated lorries (DfT: HGVs, rigid and articulated; FHWA classes 5-13)",
+    "bus": "buses and coaches (DfT: buses and coaches; FHWA class 4)",
+    "motorcycle": "motorcycles, scooters, mopeds (DfT: two-wheeled motor vehicles; FHWA class 1)",
+    "bicycle": "pedal cycles (DfT: pedal cycles; no FHWA class)",
+    NOT_VEHICLE: "anything else a detector hands over: road, shadows, kerbs, verges, overlay text, people",
+}
+
+# Every training source's classes -> the traffic taxonomy (the README's table is this one).
+SOURCE_TYPES = {
+    # LTA expressway CCTV, YOLO boxes (data.gov.sg traffic images, boxes from CapstoneProj-G.A)
+    "lta": {"car": "car", "lorry_truck": "truck", "van": "van", "bike": "motorcycle", "bus": "bus"},
+    # "Tiny and Low Quality Images for Vehicle Classification", Zenodo 6634554: one Turkish camera's
+    # side view; its "truck" is a light cab truck with a load bed, its "minibus" panel vans and minibuses
+    "zenodo": {"bike": "motorcycle", "car": "car", "juggernaut": "truck", "minibus": "van", "pickup": "pickup",
+               "truck": "truck"},
+    # CIFAR-10's automobile and truck classes (its trucks are lorries: it has no pickups)
+    "cifar10": {"automobile": "car", "truck": "truck"},
+    # the shared clips, typed by hand into the taxonomy itself (recog/dataset/clips.csv)
+    "clips": {t: t for t in TRAFFIC_TYPES},
+    # vehicle-free views of the LTA cameras and the clips; pictures scikit-image ships
+    "background": {NOT_VEHICLE: NOT_VEHICLE},
+    "pictures": {NOT_VEHICLE: NOT_VEHICLE},
+}
+
 # ImageNet-1k class index -> vehicle type. Names as in torchvision's ImageNet category list.
 IMAGENET_VEHICLES: dict[int, str] = {
     # cars

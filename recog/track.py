@@ -32,7 +32,7 @@ from av.video.reformatter import VideoReformatter
 
 from recog import storage, video
 from recog.detect import Detections, LearnedDetector, MotionDetector, MotionParams, stacked, working_size
-from recog.geometry import parse_line, parse_points
+from recog.geometry import parse_line, parse_polygon
 
 MAX_FOLLOW_S = 30.0  # a segment follows the vehicles it owns at most this long past its end
 
@@ -49,6 +49,7 @@ class TrackingSettings:
     motion: MotionParams = MotionParams()
     lost_s: float = 1.0  # a lost track is kept this long (stop-and-go, occlusion)
     confirm_s: float = 0.12  # a track is confirmed after this long of consecutive matches
+    min_track_s: float = 0.3  # a track seen for less is a flicker (asphalt, overlay text), no vehicle: dropped
     min_iou: float = 0.1  # vehicles at 12.5 fps move much of their length per frame
     cross_s: float = 0.1  # the anchor must stay on the new side this long
     max_new_per_s: float = 8.0  # more new tracks per second than this is a phantom flood
@@ -207,7 +208,7 @@ class SegmentTracker:
         self.small = working_size(*size, settings.motion.proc_width)
         self.start, self.end = start, end
         self.detector = detector or MotionDetector(self.small, fps, settings.motion,
-                                                   parse_points(settings.roi, "--roi", 3) if settings.roi else None)
+                                                   parse_polygon(settings.roi) if settings.roi else None)
         self.tracker = trackers.ByteTrackTracker(
             lost_track_buffer=max(1, round(settings.lost_s * 30)),  # counted in 30 fps frames, scaled by frame_rate
             frame_rate=fps, track_activation_threshold=0.7,
@@ -320,8 +321,11 @@ class SegmentTracker:
             self.crossings.append(event)
 
     def result(self, frames: int, error: str | None = None) -> SegmentResult:
-        owned = [tr for tr in self.tracks.values() if self.start <= tr.owner_time() < self.end]
-        return SegmentResult(owned, sorted(self.crossings, key=lambda c: c["t"]), self.flags, frames, self.fps, self.full, error)
+        """The tracks and crossings the segment owns, without the tracks seen too briefly to be vehicles."""
+        lasting = {n for n, tr in self.tracks.items() if tr.frames_seen >= max(2, round(self.s.min_track_s * self.fps))}
+        owned = [tr for n, tr in self.tracks.items() if n in lasting and self.start <= tr.owner_time() < self.end]
+        crossings = sorted((c for c in self.crossings if c["track"] in lasting), key=lambda c: c["t"])
+        return SegmentResult(owned, crossings, self.flags, frames, self.fps, self.full, error)
 
 
 def track_segment(seg: video.Segment, settings: TrackingSettings, opts: storage.StorageOptions, detector=None,
@@ -335,7 +339,7 @@ def track_segment(seg: video.Segment, settings: TrackingSettings, opts: storage.
     except FileNotFoundError:
         return SegmentResult([], [], [], 0, 0.0, (0, 0), "video disappeared after it was listed")
     except av.FFmpegError as e:
-        return SegmentResult([], [], [], 0, 0.0, (0, 0), f"cannot open video: {e}")
+        return SegmentResult([], [], [], 0, 0.0, (0, 0), video.cannot_open(e))
     with container:
         if not container.streams.video or container.streams.video[0].codec_context is None:
             return SegmentResult([], [], [], 0, 0.0, (0, 0), "no video stream this FFmpeg build can decode")
@@ -376,8 +380,7 @@ def track_segment(seg: video.Segment, settings: TrackingSettings, opts: storage.
                 run(pending)
                 pending = []
         run(pending)
-    problem = f"{len(errors)} packet(s) failed to decode: {errors[0]}" if errors else None
-    return tracker.result(frames, problem)
+    return tracker.result(frames, video.decode_problems(seg, coverage[0], errors))
 
 
 def _once(make):

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from recog import video
+from recog.taxonomy import NOT_VEHICLE
 
 _TS = pa.timestamp("ms", tz="UTC")
 
@@ -55,7 +56,7 @@ VEHICLES_SCHEMA = pa.schema([
     _doc("best_pts_s", pa.float64(), "time of its best crop, seconds into the video"),
     _doc("best_frame_index", pa.int64(), "frame of its best crop"),
     _doc("best_box", pa.list_(pa.int32()), "box of its best crop in that frame, x1,y1,x2,y2 pixels"),
-    _doc("warning", pa.string(), "why its crossings were not counted (a phantom flood), if so"),
+    _doc("warning", pa.string(), "why its crossings were not counted (not a vehicle, a phantom flood), if so"),
     _doc("error", pa.string(), "why there is no label (no usable crop, a video that would not decode)"),
     _doc("model", pa.string(), "classifier"),
     _doc("model_version", pa.string(), "sha256 prefix of its weights"),
@@ -125,6 +126,12 @@ class VehicleTables:
         for group in by_track.values():
             track = json.loads(group[0]["meta"])
             label, score, votes, fine = vote(group)
+            warning = None
+            if label == NOT_VEHICLE:
+                warning = "not a vehicle: its crops look like background (road, shadow, overlay text); its crossings are not counted"
+            elif track["suspect"]:
+                warning = "phantom flood: confirmed among too many new tracks at once (lighting change or camera shake?); " \
+                          "its crossings are not counted"
             first = group[0]
             best = track["crops"][0] if track["crops"] else None
             common = {"camera": first["camera"], "source_uri": first["source_uri"], "run_id": run_id, "unit_id": unit}
@@ -138,8 +145,7 @@ class VehicleTables:
                              "crops": sum(1 for c in group if c["label"] is not None),
                              "best_pts_s": best["t"] if best else None, "best_frame_index": best["frame"] if best else None,
                              "best_box": best["box"] if best else None,
-                             "warning": "phantom flood: confirmed among too many new tracks at once (lighting change or "
-                                        "camera shake?); its crossings are not counted" if track["suspect"] else None,
+                             "warning": warning,
                              "error": next((c["error"] for c in group if c["error"]), None) if label is None else None,
                              "model": first["model"], "model_version": first["model_version"],
                              "detector": self.detector, "detector_version": self.detector_version,
@@ -147,7 +153,7 @@ class VehicleTables:
             crossings += [{**common, "line": c["line"], "direction": c["direction"], "pts_s": c["t"], "frame_index": c["frame"],
                            "wall_time": video.at(start, c["t"]), "track_id": track["track_id"], "label": label,
                            "fine_label": fine, "score": score, "date": _day(video.at(start, c["t"]))}
-                          for c in track["crossings"] if not track["suspect"]]
+                          for c in track["crossings"] if warning is None]
         if segment.get("error") and unit:  # a segment that would not (all) decode: said in a row of its own
             vehicles.append({"camera": segment.get("camera"), "source_uri": segment.get("source_uri"), "error": segment["error"],
                              "detector": self.detector, "detector_version": self.detector_version, "run_id": run_id,

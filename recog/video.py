@@ -124,6 +124,8 @@ def probe(uri: str, opts: StorageOptions) -> VideoInfo:
             s = c.streams.video[0]
             duration = float(s.duration * s.time_base) if s.duration else (c.duration / 1e6 if c.duration else None)
             rate = s.average_rate or s.base_rate
+            if s.frames and rate:  # a truncated AVI's duration is guessed from its size; its header's count is not
+                duration = max(duration or 0.0, s.frames / float(rate))
             ctx = s.codec_context
             return VideoInfo(duration, float(rate) if rate else None, ctx.name if ctx else None,
                              ctx.width if ctx else None, ctx.height if ctx else None)
@@ -132,7 +134,15 @@ def probe(uri: str, opts: StorageOptions) -> VideoInfo:
     except (av.FFmpegError, OSError, ValueError) as e:
         if storage.is_s3(uri) and isinstance(e, OSError) and "AWS Error" in str(e):
             raise  # the store, not the file: let the task retry
-        return VideoInfo(error=f"cannot open video: {e}")
+        return VideoInfo(error=cannot_open(e))
+
+
+def cannot_open(e: BaseException) -> str:
+    """What to say of a video FFmpeg would not open: in words, without its error number and the path
+    (the row already names the file)."""
+    said = getattr(e, "strerror", None) or str(e)
+    return (f"cannot open video: not a video FFmpeg can read, or cut short before its index (a truncated MP4 "
+            f"loses the index at its end): {said}")
 
 
 # ---- where and when a video was recorded ------------------------------------------------------
@@ -285,7 +295,7 @@ def read_segment(seg: Segment, sampling: Sampling, opts: StorageOptions) -> Iter
         yield {**base, "error": "video disappeared after it was listed"}
         return
     except av.FFmpegError as e:
-        yield {**base, "error": f"cannot open video: {e}"}
+        yield {**base, "error": cannot_open(e)}
         return
     with container:
         if not container.streams.video:
@@ -312,20 +322,27 @@ def read_segment(seg: Segment, sampling: Sampling, opts: StorageOptions) -> Iter
             if selector.keep(t, index):
                 yield {**base, "frame": frame.to_image(), "frame_index": index, "pts_s": float(t),
                        "wall_time": at(recorded_at, t)}
+    if problem := decode_problems(seg, coverage[0], errors):
+        yield {**base, "pts_s": float(max(coverage[0], 0)), "error": problem}
+
+
+def decode_problems(seg: Segment, reached: Fraction, errors: list[str]) -> str | None:
+    """What went wrong decoding a segment, in words, or None: data that stops before it should
+    (`reached`: the latest packet time demuxed) and packets that would not decode. An intact file
+    has data up to the segment's end (the first frame past it stops the decode) and up to about the
+    duration its header gives (headers may overstate it a little)."""
     span = f"[{float(seg.start):g} s, {'end' if seg.end is None else f'{float(seg.end):g} s'})"
-    # An intact file has data up to the segment's end (the first frame past it stops the decode),
-    # and up to about the duration its header gives (headers may overstate it a little).
     header_end = seg.duration_s - TRUNCATION_SLACK_S if seg.duration_s else None
     ends = [Fraction(e).limit_denominator(1000) for e in (seg.end, header_end) if e is not None]
     problems = []
-    if ends and coverage[0] < min(ends):
-        reach = f"data stops at {float(coverage[0]):.2f} s" if coverage[0] >= 0 else "no data"
+    if ends and reached < min(ends):
+        reach = f"data stops at {float(reached):.2f} s" if reached >= 0 else "no data"
         problems.append(f"video ends early in {span}: {reach}, expected up to {float(min(ends)):.2f} s "
                         f"(truncated or corrupt file)")
     if errors:
-        problems.append(f"{len(errors)} packet(s) failed to decode in {span}: {errors[0]}")
-    if problems:
-        yield {**base, "pts_s": float(max(coverage[0], 0)), "error": "; ".join(problems)}
+        problems.append(f"{len(errors)} packet(s) of {span} would not decode, the frames between were skipped "
+                        f"(damaged data; FFmpeg: {errors[0]})")
+    return "; ".join(problems) or None
 
 
 def frame_at(uri: str, t: float, opts: StorageOptions):
