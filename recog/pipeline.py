@@ -15,7 +15,7 @@ import datetime as dt
 import json
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from recog import models, sink, storage, table
 from recog.balance import DecodeBalance, RemoteBalance, describe
@@ -132,6 +132,8 @@ def label_units(work: Work, run: sink.RunCommitter, progress: Progress, ray_job:
     cluster = ray_job.cluster()
     startup["ray_up_s"] = since()
     pool = MEDIA[cfg.media].pool(cluster, cfg, largest_node_cpus())
+    if cfg.actors is None and pool.actors > len(work.todo):  # an actor per unit at most: each costs a process and a model
+        pool = replace(pool, actors=len(work.todo))
     print(f"[recog] cluster {describe_cluster(cluster)}: {pool.describe()}", file=out, flush=True)
     balance = None
     if cfg.decode == "auto" and MEDIA[cfg.media].jpegs:

@@ -17,7 +17,7 @@ def labeled(unit: str, n: int, camera, start: dt.datetime | None, labels=("car",
             processed_every: dt.timedelta = dt.timedelta(0)) -> pa.Table:
     """Rows as the predictor emits them for one unit of n inputs (plus its end record), a frame a
     minute from `start` (or no recording times), labeled `processed_every` apart from DAY on."""
-    rows = [{"unit_id": unit, "record": i, "end": False, "source_uri": f"s3://b/{unit}.tar", "shard": f"{unit}.tar",
+    rows = [{"unit_id": unit, "record": i, "end": False, "source_uri": f"/nonexistent/{unit}.tar", "shard": f"{unit}.tar",
              "key": f"{unit}-{i}", "member": f"{unit}-{i}.jpg", "width": 64, "height": 48, "cls": None, "meta": None,
              "error": "cannot decode image: broken" if i == 0 else None, "label": None if i == 0 else labels[i % len(labels)],
              "score": 0.1 * (i % 10), "topk_labels": ["cab"], "topk_scores": [0.5], "model": "m", "model_version": "v1",

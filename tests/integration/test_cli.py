@@ -28,8 +28,9 @@ from tests.traindata import disc_folder
 from tests.videodata import encode_video
 
 
-def recog(*args: str, env_update: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "recog.cli", *args], cwd=REPO, env={**os.environ, **(env_update or {})},
+def recog(*args: str, env_update: dict | None = None, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`recog ARGS` in a subprocess (`env`: joined_env, to join the session's Ray)."""
+    return subprocess.run([sys.executable, "-m", "recog.cli", *args], cwd=REPO, env={**(env or os.environ), **(env_update or {})},
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -47,15 +48,15 @@ def assert_quiet(done: subprocess.CompletedProcess) -> None:
     assert "core_worker.cc" not in text and " WARNING " not in text and "Progress bars" not in text, text[-2000:]
 
 
-def test_results_without_times_or_cameras_and_with_one_row(bucket, opts, tmp_path):
+def test_results_without_times_or_cameras_and_with_one_row(bucket, opts, tmp_path, joined_env):
     for i in range(3):
         storage.write_bytes(f"{bucket}/plain/img{i}.jpg", jpeg(80 + i, 60, (40 * i, 90, 200)), opts)
     storage.write_bytes(f"{bucket}/one/only.jpg", jpeg(), opts)
-    done = recog("infer", "--input", f"{bucket}/plain/", "--output", f"{bucket}/plain-out")
+    done = recog("infer", "--input", f"{bucket}/plain/", "--output", f"{bucket}/plain-out", env=joined_env)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "3 rows in 1 file(s), 0 error(s)" in done.stdout
     assert_quiet(done)
-    assert recog("infer", "--input", f"{bucket}/one/", "--output", f"{bucket}/one-out").returncode == 0
+    assert recog("infer", "--input", f"{bucket}/one/", "--output", f"{bucket}/one-out", env=joined_env).returncode == 0
 
     for out, rows in ((f"{bucket}/plain-out", 3), (f"{bucket}/one-out", 1)):
         counted = recog("query", out, "SELECT count(*) AS n, count(camera) AS cameras, count(wall_time) AS times FROM results",
@@ -66,13 +67,13 @@ def test_results_without_times_or_cameras_and_with_one_row(bucket, opts, tmp_pat
         assert summary.returncode == 0, summary.stderr
         assert f"{rows} rows visible, 0 error(s), 0 camera(s)" in summary.stdout
         page = tmp_path / f"report-{rows}.html"
-        made = recog("report", out, "--out", str(page))
+        made = recog("report", out, "--output", str(page))
         assert made.returncode == 0, made.stderr
         html = page.read_text()
         assert "by processing time (no recording times known)" in html and html.count("<img ") == rows
 
 
-def test_footage_with_cameras_and_times_then_query_summary_and_report(bucket, opts, tmp_path):
+def test_footage_with_cameras_and_times_then_query_summary_and_report(bucket, opts, tmp_path, joined_env):
     members = []
     for i in range(12):
         camera, hour = ("gate-3", 1 + i % 3) if i < 8 else ("lobby", 14)
@@ -82,9 +83,9 @@ def test_footage_with_cameras_and_times_then_query_summary_and_report(bucket, op
     storage.write_bytes(f"{bucket}/in/shard-000.tar", tar_shard(members), opts)
     video = encode_video(tmp_path / "cam-9_20261103T020000.mp4", frames=75, fps=25, size=(96, 64))
     storage.write_bytes(f"{bucket}/footage/{video.name}", video.read_bytes(), opts)
-    assert recog("infer", "--input", f"{bucket}/in/", "--output", f"{bucket}/results").returncode == 0
+    assert recog("infer", "--input", f"{bucket}/in/", "--output", f"{bucket}/results", env=joined_env).returncode == 0
     footage = recog("footage", "--input", f"{bucket}/footage/", "--output", f"{bucket}/results", "--fps", "1",
-                    "--name-pattern", "{camera}_{start:%Y%m%dT%H%M%S}.mp4")
+                    "--name-pattern", "{camera}_{start:%Y%m%dT%H%M%S}.mp4", env=joined_env)
     assert footage.returncode == 0, footage.stderr[-3000:]
     assert "1 video(s) -> 1 segment(s)" in footage.stdout and "3 rows in 1 file(s)" in footage.stdout
 
@@ -104,7 +105,7 @@ def test_footage_with_cameras_and_times_then_query_summary_and_report(bucket, op
     assert bad.returncode == 2 and "syntax error" in bad.stderr.lower() and "Traceback" not in bad.stderr
 
     report = tmp_path / "report.html"
-    made = recog("report", f"{bucket}/results", "--out", str(report), "--thumbs", "20")
+    made = recog("report", f"{bucket}/results", "--output", str(report), "--thumbs", "20")
     assert made.returncode == 0, made.stderr
     browser = chromium()
     if not browser:

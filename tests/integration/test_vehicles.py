@@ -20,7 +20,6 @@ for a top-to-bottom one).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from fractions import Fraction
@@ -42,9 +41,8 @@ MOTORWAY = ("bgslibrary_video02.avi", ["away=0.3,0.6,1.0,0.6", "oncoming=0.2,0.1
 PARKING = ("intel_car-detection.mp4", ["mid=0,0.5,1,0.5"], {("mid", "in"): 2, ("mid", "out"): 2})
 
 
-def recog(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "recog.cli", *args], cwd=REPO, env=dict(os.environ),
-                          capture_output=True, text=True, timeout=timeout)
+def recog(*args: str, env: dict, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "recog.cli", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def counts(results: Results) -> dict:
@@ -53,7 +51,7 @@ def counts(results: Results) -> dict:
 
 
 @pytest.mark.parametrize("clip", [ROADSIDE, MOTORWAY], ids=["roadside", "motorway"])
-def test_counts_on_the_shared_clips_against_the_hand_counts(clip, shared_data, bucket, opts, capsys, tmp_path):
+def test_counts_on_the_shared_clips_against_the_hand_counts(clip, shared_data, bucket, opts, capsys, tmp_path, joined_env):
     name, lines, hand = clip
     storage.write_bytes(f"{bucket}/cam/{name}", (shared_data / "videos" / name).read_bytes(), opts)
     storage.write_bytes(f"{bucket}/cam/{name.rsplit('.', 1)[0]}.json",
@@ -61,7 +59,7 @@ def test_counts_on_the_shared_clips_against_the_hand_counts(clip, shared_data, b
     args = ["vehicles", "--input", f"{bucket}/cam/", "--output", f"{bucket}/traffic/", "--segment-seconds", "15"]
     for line in lines:
         args += ["--line", line]
-    done = recog(*args)
+    done = recog(*args, env=joined_env)
     assert done.returncode == 0, done.stderr[-3000:]
     results = Results(f"{bucket}/traffic/", opts)
     got = counts(results)
@@ -81,18 +79,18 @@ def test_counts_on_the_shared_clips_against_the_hand_counts(clip, shared_data, b
     first = results.sql("SELECT min(wall_time) AS t FROM crossings").to_pylist()[0]["t"]
     assert str(first).startswith("2026-11-03 02:00")
     # the same command again: everything is committed, nothing is redone
-    again = recog(*args)
+    again = recog(*args, env=joined_env)
     assert again.returncode == 0 and "nothing to do" in again.stdout
     if clip is ROADSIDE:  # the job's own lines, and the README's query, summary and report on its tables
         assert "gate in: " in done.stdout
         asked = recog("query", f"{bucket}/traffic/", "SELECT label, direction, count(*) AS n FROM crossings "
-                      "WHERE line = 'gate' GROUP BY ALL ORDER BY n DESC", "--format", "json")
+                      "WHERE line = 'gate' GROUP BY ALL ORDER BY n DESC", "--format", "json", env=joined_env)
         assert asked.returncode == 0, asked.stderr
         assert sum(r["n"] for r in json.loads(asked.stdout)) == got[("gate", "in")]
-        summary = recog("summary", f"{bucket}/traffic/")
+        summary = recog("summary", f"{bucket}/traffic/", env=joined_env)
         assert summary.returncode == 0 and "vehicles tracked" in summary.stdout and "crossings per line" in summary.stdout
         page = tmp_path / "report.html"
-        made = recog("report", f"{bucket}/traffic/", "--out", str(page))
+        made = recog("report", f"{bucket}/traffic/", "--output", str(page), env=joined_env)
         assert made.returncode == 0, made.stderr
         html = page.read_text()
         assert "<h2>Crossings</h2>" in html and "gate over time" in html and html.count("<img ") >= 8
