@@ -23,6 +23,7 @@ from recog import sink, storage
 from recog.objectstore import EmbeddedStore
 from recog.shards import tar_bytes
 from recog.storage import StorageOptions
+from recog.taxonomy import NOT_VEHICLE
 
 BUCKET = "recog-demo"
 
@@ -181,8 +182,10 @@ def vehicles_report(output: str, manifest: dict, opts: StorageOptions) -> str:
     for c in crossings:
         types = per_line.setdefault((c["line"], c["direction"]), {})
         types[c["label"] or "(no label)"] = types.get(c["label"] or "(no label)", 0) + 1
-    lines = [f"{sum(1 for v in vehicles if v['track_id'] is not None)} vehicle(s) tracked in every frame, "
-             f"{len(crossings)} crossing(s) of {DEMO_LINE}"]
+    tracked = [v for v in vehicles if v["track_id"] is not None]
+    background = sum(1 for v in tracked if v["label"] == NOT_VEHICLE)
+    lines = [f"{len(tracked) - background} vehicle(s) tracked in every frame, {len(crossings)} crossing(s) of {DEMO_LINE}"
+             + (f"; {background} track(s) of background, not counted" if background else "")]
     for (line, direction), types in sorted(per_line.items()):
         lines.append(f"  {line} {direction}: {sum(types.values())} ("
                      + ", ".join(f"{k} {v}" for k, v in sorted(types.items(), key=lambda kv: -kv[1])) + ")")
