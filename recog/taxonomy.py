@@ -160,24 +160,19 @@ def labels_from_probs(probs: np.ndarray, matrix: np.ndarray, labels: tuple[str, 
     return names, np.where(is_vehicle, vehicle[rows, best], 1.0 - mass).astype(np.float32)
 
 
-# A fine-tuned head's class is taken over the ImageNet head's judgement when the fine head is at
-# least this sure of it: such a head is right almost always on the kind of pictures it was trained
-# on (traffic-camera crops: it is sure of most of them), and unsure on the rest (full-size photos,
-# thumbnails), where the ImageNet head is the better judge. Measured on the shared sets (README).
-OWN_HEAD_CONFIDENT = 0.8
-
-
 def labeler(kind: str, num_classes: int, types: tuple[str, ...], min_vehicle_score: float | None = 0.1):
     """A function from class probabilities (N, C) to (labels, their probabilities), by taxonomy kind:
 
     - "imagenet": ImageNet's classes summed into vehicle types (`labels_from_probs`);
-    - "identity": the model's own classes, each a label or mapped to the type `types` gives it;
-    - "two-heads": columns [:num_classes] are a fine-tuned head (its classes mapped by `types`),
-      the 1000 after it the ImageNet head of the same backbone pass. The ImageNet head decides
-      vehicle or `not_vehicle` (a head of vehicle classes alone would force every picture into
-      one); the type is the fine head's when it is sure of its class (OWN_HEAD_CONFIDENT), else
-      the ImageNet head's. (Letting a sure fine head overrule `not_vehicle` too scored better on
-      vehicle crops, but nothing here tells how often it would call a pedestrian a vehicle.)
+    - "identity": the model's own classes, each a label or mapped to the type `types` gives it: the
+      likeliest type (the types' probabilities summed over their classes), `not_vehicle` too when
+      the model has such a class: it judges vehicle or not itself, so the label is its top-1's type;
+    - "two-heads": columns [:num_classes] are a fine-tuned head without a not_vehicle class (its
+      classes mapped by `types`), the 1000 after it the ImageNet head of the same backbone pass.
+      The ImageNet head decides vehicle or `not_vehicle` (a head of vehicle classes alone would
+      force every picture into one); the type is the fine head's, however unsure: the label never
+      trades what the model was trained for for ImageNet's guess (a row whose top class is `car`
+      came out `bus` when an unsure fine head fell back to ImageNet's type).
 
     `min_vehicle_score=None` is for pictures already known to show a vehicle (the vehicles job's
     crops of tracked vehicles): the type alone, never `not_vehicle`; with two heads, the fine head's
@@ -191,7 +186,12 @@ def labeler(kind: str, num_classes: int, types: tuple[str, ...], min_vehicle_sco
         return lambda probs: labels_from_probs(probs, matrix, LABELS, min_vehicle_score)
     own, own_labels = class_matrix(types)
     if kind == "identity":
-        return lambda probs: labels_from_probs(probs, own, own_labels, min_vehicle_score)
+        def likeliest(probs: np.ndarray) -> tuple[list[str], np.ndarray]:
+            label_probs = probs @ own
+            best = label_probs.argmax(axis=1)
+            return [own_labels[b] for b in best], label_probs[np.arange(len(best)), best]
+
+        return likeliest
     if known_vehicle:
         return lambda probs: labels_from_probs(probs[:, :num_classes], own, own_labels, 0.0)
     imagenet = imagenet_matrix(1000)
@@ -200,8 +200,7 @@ def labeler(kind: str, num_classes: int, types: tuple[str, ...], min_vehicle_sco
         names, scores = labels_from_probs(probs[:, num_classes:], imagenet, LABELS, min_vehicle_score)
         fine = probs[:, :num_classes] @ own
         best = fine.argmax(axis=1)
-        sure = fine[np.arange(len(fine)), best] >= OWN_HEAD_CONFIDENT
-        for i in np.flatnonzero(sure & (np.asarray(names) != NOT_VEHICLE)):
+        for i in np.flatnonzero(np.asarray(names) != NOT_VEHICLE):
             names[i], scores[i] = own_labels[best[i]], fine[i, best[i]]
         return names, scores
 

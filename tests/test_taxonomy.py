@@ -53,17 +53,23 @@ def test_own_classes_map_to_themselves_or_to_their_types():
     label = taxonomy.labeler("identity", 3, ("truck", "car", "truck"))  # e.g. juggernaut, car, truck
     names, scores = label(np.array([[0.3, 0.4, 0.3]]))
     assert names == ["truck"] and np.allclose(scores, [0.6])  # the two truck classes together
+    # a model with a not_vehicle class of its own judges alone: its top class's type, whatever
+    # --min-vehicle-score says (that is ImageNet's bar), and in the vehicles job too
+    for min_score in (0.1, None):
+        own = taxonomy.labeler("identity", 3, ("car", "van", "not_vehicle"), min_vehicle_score=min_score)
+        names, scores = own(np.array([[0.3, 0.1, 0.6], [0.5, 0.2, 0.3]]))
+        assert names == ["not_vehicle", "car"] and np.allclose(scores, [0.6, 0.5])
 
 
-def test_two_heads_imagenet_says_whether_a_vehicle_and_a_sure_own_head_says_which():
+def test_two_heads_imagenet_says_whether_a_vehicle_and_the_own_head_says_which():
     label = taxonomy.labeler("two-heads", 3, ("motorcycle", "car", "truck"), min_vehicle_score=0.1)
     sure_truck, unsure_truck = [0.02, 0.03, 0.95], [0.2, 0.3, 0.5]
     cases = [(sure_truck, _probs(cab=0.05, tabby=0.95)),  # a cat, however sure the own head is
              (sure_truck, _probs(cab=0.6, tabby=0.4)),  # a vehicle, and the own head is sure: its type
-             (unsure_truck, _probs(cab=0.6, tabby=0.4))]  # a vehicle, the own head unsure: ImageNet's type
+             (unsure_truck, _probs(cab=0.6, tabby=0.4))]  # a vehicle, the own head unsure: still its type
     probs = np.stack([np.concatenate([own, imagenet[0]]) for own, imagenet in cases])
     names, scores = label(probs)
-    assert names == ["not_vehicle", "truck", "car"] and np.allclose(scores, [0.95, 0.95, 0.6])
+    assert names == ["not_vehicle", "truck", "truck"] and np.allclose(scores, [0.95, 0.95, 0.5])
 
     # crops of tracked vehicles (the vehicles job): the type alone, the own head's, never not_vehicle
     known = taxonomy.labeler("two-heads", 3, ("motorcycle", "car", "truck"), min_vehicle_score=None)
