@@ -275,6 +275,11 @@ class TrainConfig:
     weight_decay: float = option(0.05, "weight decay", group="train", type=non_negative_float)
     warmup_epochs: float = option(1.0, "epochs of linear learning-rate warmup", group="train", type=non_negative_float)
     label_smoothing: float = option(0.1, "label smoothing", group="train", type=fraction)
+    augment: str = option("photos", "the augmentation: photos (random resized crops, flips, colour) or crops (for "
+                          "detector crops, small and blurred: slight crops, flips, lower resolution, blur, JPEG, colour, "
+                          "grey)", group="train", choices=("photos", "crops"))
+    balance_classes: bool = option(False, "weigh each class's loss by 1/sqrt of its share of the samples, so rare "
+                                   "classes (buses, pickups) count", group="train", action="store_true", default_help="off")
     freeze_backbone: bool = option(False, "train the new head only: quick fits", group="train", action="store_true",
                                    default_help="off")
     frozen_stages: int | None = option(None, "leave the stem and the first N stages of the backbone as pretrained "

@@ -71,21 +71,34 @@ def scan_labels(units: pa.Table, opts: storage.StorageOptions, label_field: str 
         yield {"label": np.array([lab or "" for lab in labels], dtype=object)}
 
 
-def examples(units: pa.Table, opts: storage.StorageOptions, prep: Preprocessing, classes: list[str],
-             label_field: str | None, augment: bool) -> Iterator[dict]:
-    """Ray Data stage: decoded (and, for training, augmented) uint8 images with class indices.
-
-    Samples that do not decode or carry no known label are left out."""
+def augmentation(kind: str, size: int):
+    """The training transform of uint8 CHW tensors at `size` px: `photos` crops at random from 35 %
+    of the picture up; `crops` (a detector's crops of vehicles: small, blurred, compressed, at night
+    grey) keeps most of the crop and makes it look like a far, poor one: lower resolution, blur, JPEG,
+    colour and grey."""
     from torchvision.transforms import v2
 
+    if kind == "photos":
+        return v2.Compose([v2.RandomResizedCrop(size, scale=(0.35, 1.0), antialias=True), v2.RandomHorizontalFlip(),
+                           v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3)])
+    lower = v2.RandomChoice([v2.Compose([v2.Resize(side, antialias=True), v2.Resize(size, antialias=True)])
+                             for side in (12, 16, 24, 32, 48)])  # as small as a far vehicle's box, then back up
+    return v2.Compose([
+        v2.RandomResizedCrop(size, scale=(0.6, 1.0), ratio=(0.8, 1.25), antialias=True), v2.RandomHorizontalFlip(),
+        v2.RandomApply([lower], p=0.5), v2.RandomApply([v2.GaussianBlur(5, sigma=(0.3, 1.2))], p=0.3),
+        v2.RandomApply([v2.JPEG(quality=(20, 70))], p=0.4),
+        v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3), v2.RandomGrayscale(p=0.15),
+    ])
+
+
+def examples(units: pa.Table, opts: storage.StorageOptions, prep: Preprocessing, classes: list[str],
+             label_field: str | None, augment: str | None) -> Iterator[dict]:
+    """Ray Data stage: decoded (and, for training, augmented: `augment` names the kind) uint8 images
+    with class indices. Samples that do not decode or carry no known label are left out."""
     index = {c: i for i, c in enumerate(classes)}
     # Training crops at random from the full resized square; validation uses the inference crop.
     source = Preprocessing(prep.resize_size, prep.resize_size, prep.interpolation) if augment else prep
-    transform = v2.Compose([
-        v2.RandomResizedCrop(prep.input_size, scale=(0.35, 1.0), antialias=True),
-        v2.RandomHorizontalFlip(),
-        v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3),
-    ])
+    transform = augmentation(augment, prep.input_size) if augment else None
     for row in units.to_pylist():
         for block in sources.read_unit(sources.Unit.from_row(row), opts):
             images, labels = [], []
@@ -97,7 +110,7 @@ def examples(units: pa.Table, opts: storage.StorageOptions, prep: Preprocessing,
                     pixels = decode_image(r["data"], source)[0]
                 except DecodeError:
                     continue
-                if augment:  # random per process and call: every epoch sees other crops
+                if transform:  # random per process and call: every epoch sees other crops
                     pixels = transform(torch.from_numpy(pixels).permute(2, 0, 1)).permute(1, 2, 0).numpy()
                 images.append(pixels)
                 labels.append(index[label])
@@ -121,10 +134,10 @@ def build_datasets(cfg: TrainConfig, train_units, val_units, prep: Preprocessing
     """The training pipeline (decode + augment on CPU tasks) and the validation pipeline."""
     common = {"opts": cfg.storage, "prep": prep, "classes": classes, "label_field": cfg.label_field}
     datasets = {"train": runtime.units_dataset(train_units).map_batches(
-        examples, batch_size=1, batch_format="pyarrow", fn_kwargs={**common, "augment": True})}
+        examples, batch_size=1, batch_format="pyarrow", fn_kwargs={**common, "augment": cfg.augment})}
     if val_units:
         datasets["val"] = runtime.units_dataset(val_units).map_batches(
-            examples, batch_size=1, batch_format="pyarrow", fn_kwargs={**common, "augment": False})
+            examples, batch_size=1, batch_format="pyarrow", fn_kwargs={**common, "augment": None})
     return datasets
 
 
@@ -231,7 +244,8 @@ def train_loop(config: dict) -> None:
 
     mean, std = normalizer(spec.preprocessing, device)
     normalize = lambda pixels: to_model_input(pixels, mean, std)  # noqa: E731
-    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    weights = torch.tensor(config["class_weights"], device=device) if config.get("class_weights") else None
+    loss_fn = torch.nn.CrossEntropyLoss(weight=weights, label_smoothing=cfg.label_smoothing)
     amp = device.type == "cuda"
     dtypes = {"image": torch.uint8, "label": torch.int64}
     train_shard = ray.train.get_dataset_shard("train")
@@ -343,8 +357,8 @@ def run_training(cfg: TrainConfig, out=None) -> dict:
         spec = training_spec(cfg, classes)
         _check_same_run(cfg, spec)
         t0 = time.monotonic()
-        result = fit(cfg, spec, samples, build_datasets(cfg, train_units, val_units, spec.preprocessing, classes), out,
-                     f"{len(train_units)} train unit(s), {len(val_units)} val unit(s)")
+        result = fit(cfg, spec, samples, data["counts"], build_datasets(cfg, train_units, val_units, spec.preprocessing, classes),
+                     out, f"{len(train_units)} train unit(s), {len(val_units)} val unit(s)")
     return export_package(cfg, spec, result, bool(val_units), data, time.monotonic() - t0, out)
 
 
@@ -353,18 +367,31 @@ def training_spec(cfg: TrainConfig, classes: list[str]) -> ModelSpec:
     early stages frozen, it keeps the ImageNet head beside its own (taxonomy "two-heads") and its
     package stores only the rest (`base`)."""
     mapping = dict(pair.split("=", 1) for pair in cfg.types or ())
-    unknown = sorted(set(mapping) - set(classes)) + sorted(set(mapping.values()) - set(taxonomy.VEHICLE_TYPES))
+    unknown = sorted(set(mapping) - set(classes)) + sorted(set(mapping.values()) - set(taxonomy.LABELS))
     if unknown or any("=" not in pair for pair in cfg.types or ()):
         raise ConfigError(f"--types {','.join(cfg.types)}: give CLASS=TYPE pairs, classes from {', '.join(classes)}, "
-                          f"types from {', '.join(taxonomy.VEHICLE_TYPES)} (not {', '.join(unknown)})")
+                          f"types from {', '.join(taxonomy.LABELS)} (not {', '.join(unknown)})")
+    # Early stages frozen on the built-in weights: the package stores only the rest (`base` completes
+    # it). Without a not_vehicle class of its own the model also keeps the ImageNet head beside its
+    # own, on the same backbone pass, to judge vehicle or not ("two-heads"); with one it judges alone.
     shares = cfg.frozen_stages is not None and cfg.init_weights is None and cfg.arch == models.BUILTIN_ARCH
+    judges_itself = taxonomy.NOT_VEHICLE in [mapping.get(c, c) for c in classes]
     return ModelSpec(cfg.name or cfg.output.rstrip("/").rsplit("/", 1)[-1], cfg.arch, tuple(classes),
-                     "two-heads" if shares else "identity", training_preprocessing(cfg.arch, cfg.image_size),
+                     "two-heads" if shares and not judges_itself else "identity", training_preprocessing(cfg.arch, cfg.image_size),
                      weights="", version="", types=tuple(mapping.get(c, c) for c in classes) if mapping else None,
                      base=BUILTIN_WEIGHTS if shares else None, shared_stages=cfg.frozen_stages if shares else None)
 
 
-def fit(cfg: TrainConfig, spec: ModelSpec, samples: int, datasets: dict, out, units: str):
+def class_weights(counts: dict[str, int], classes: list[str]) -> list[float]:
+    """Loss weights 1/sqrt(share of the samples), scaled to 1 on average over the samples: a class
+    of a hundred samples beside thousands still counts, without the noise of full inverse weights."""
+    n = [max(1, counts.get(c, 0)) for c in classes]
+    w = [1 / (k / sum(n)) ** 0.5 for k in n]
+    mean = sum(wi * k for wi, k in zip(w, n)) / sum(n)
+    return [round(wi / mean, 4) for wi in w]
+
+
+def fit(cfg: TrainConfig, spec: ModelSpec, samples: int, counts: dict[str, int], datasets: dict, out, units: str):
     """Run the TorchTrainer: `cfg.workers` DDP replicas, checkpoints to <output>/_train/."""
     import ray
     from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
@@ -378,7 +405,8 @@ def fit(cfg: TrainConfig, spec: ModelSpec, samples: int, datasets: dict, out, un
     trainer = TorchTrainer(
         train_loop,
         train_loop_config={"cfg": cfg.to_dict(), "spec": spec.to_dict(), "samples": samples,
-                           "has_val": "val" in datasets, "threads": workers.threads},
+                           "has_val": "val" in datasets, "threads": workers.threads,
+                           "class_weights": class_weights(counts, list(spec.classes)) if cfg.balance_classes else None},
         scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=workers.use_gpu,
                                      resources_per_worker=workers.resources),
         run_config=RunConfig(

@@ -1,4 +1,5 @@
-"""recog train / eval / infer --model on a real SeaweedFS and a real local Ray (CPU, 2 workers)."""
+"""recog train / eval / infer --model on a real SeaweedFS and a real local Ray (CPU, 2 workers):
+the shipped model's recipe, shortened, interrupted and resumed."""
 
 from __future__ import annotations
 
@@ -8,17 +9,33 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
 
 from recog import models, shards, sink, storage
 from recog.config import InferConfig
+from recog.models.weights import BUILTIN_WEIGHTS
 from recog.pipeline import run_inference
 from tests.conftest import REPO
-from tests.traindata import disc_folder
+
+# Zenodo's classes this test trains on, and the types they map to; "background" is noise patches
+TYPES = "juggernaut=truck,minibus=van,background=not_vehicle"
 
 
-def train_cmd(bucket, output, epochs):
-    return [sys.executable, "-m", "jobs.train", "--train", f"{bucket}/discs/train-*.tar", "--val", f"{bucket}/discs/val-*.tar",
-            "--output", output, "--epochs", str(epochs), "--image-size", "64", "--batch-size", "16", "--workers", "2"]
+def crops_folder(root: Path, shared_data: Path, split: str, per_class: int, seed: int) -> Path:
+    """Traffic-camera crops of three Zenodo classes, and a class of background (noise patches)."""
+    rng = np.random.default_rng(seed)
+    for cls in ("car", "juggernaut", "minibus"):
+        (root / cls).mkdir(parents=True)
+        for p in sorted((shared_data / "photos" / "zenodo" / split / cls).iterdir())[:per_class]:
+            (root / cls / p.name).write_bytes(p.read_bytes())
+    (root / "background").mkdir()
+    for i in range(per_class):
+        grey = rng.integers(70, 150, (1, 1, 3))
+        Image.fromarray((grey + rng.integers(-25, 25, (48, 48, 3))).clip(0, 255).astype(np.uint8)).save(root / "background" / f"{i}.jpg")
+    return root
 
 
 def recorded_checkpoints(run: str, opts) -> list:
@@ -26,17 +43,21 @@ def recorded_checkpoints(run: str, opts) -> list:
     return json.loads(storage.read_bytes(snapshot, opts))["checkpoint_results"] if storage.exists(snapshot, opts) else []
 
 
-def test_training_survives_a_killed_driver_and_the_package_serves_inference(tmp_path, bucket, opts, ray_local):
-    disc_folder(tmp_path / "train", per_class=40, seed=1)
-    disc_folder(tmp_path / "val", per_class=15, seed=2)
-    shards.write_shards(tmp_path / "train", f"{bucket}/discs/train", opts, per_shard=50)
-    shards.write_shards(tmp_path / "val", f"{bucket}/discs/val", opts, per_shard=50)
-    output = f"{bucket}/models/discs"
-    cmd = train_cmd(bucket, output, epochs=4)
+def test_the_shipped_recipe_survives_a_killed_driver_and_the_package_serves_inference(shared_data, tmp_path, bucket, opts,
+                                                                                       ray_local, joined_env):
+    """Stages 0-4 frozen, small-crop augmentation, balanced classes, classes mapped to types with a
+    not_vehicle class of its own: the package holds only the tail and labels by its own judgement."""
+    shards.write_shards(crops_folder(tmp_path / "train", shared_data, "train", 24, seed=1), f"{bucket}/ds/train", opts, per_shard=48)
+    shards.write_shards(crops_folder(tmp_path / "val", shared_data, "val", 8, seed=2), f"{bucket}/ds/val", opts, per_shard=48)
+    output = f"{bucket}/models/cams"
+    cmd = [sys.executable, "-m", "jobs.train", "--train", f"{bucket}/ds/train-*.tar", "--val", f"{bucket}/ds/val-*.tar",
+           "--output", output, "--epochs", "2", "--image-size", "64", "--batch-size", "16", "--workers", "2",
+           "--frozen-stages", "5", "--augment", "crops", "--balance-classes", "--types", TYPES, "--data-source", "Zenodo 6634554"]
+    own_ray = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # Ray Train wants a Ray with its dashboard
 
     # Kill the driver (and the local Ray it started) once Ray Train has recorded the first checkpoint.
-    # Its files land before the record does; a kill between the two leaves nothing to resume from.
-    first = subprocess.Popen(cmd, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = subprocess.Popen(cmd, cwd=REPO, env=own_ray, start_new_session=True, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     while not recorded_checkpoints(f"{output}/_train/run", opts):
         assert first.poll() is None and time.monotonic() < deadline, "no checkpoint appeared"
@@ -46,61 +67,27 @@ def test_training_survives_a_killed_driver_and_the_package_serves_inference(tmp_
     assert not storage.exists(f"{output}/model.json", opts)
 
     # The same command again continues from the checkpoint instead of starting over.
-    again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    again = subprocess.run(cmd, cwd=REPO, env=own_ray, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "[train] resuming after epoch" in again.stdout + again.stderr
     package = models.read_package(output, opts)
     history = package["training"]["history"]
-    assert [h["epoch"] for h in history] == [0, 1, 2, 3]  # each epoch once, across both runs
-    assert history[-1]["train_loss"] < history[0]["train_loss"]  # the loss falls
-    assert package["training"]["best"]["val_acc"] > 0.6  # three classes: chance is 0.33
-    assert package["classes"] == ["blue", "green", "red"] and package["preprocessing"]["input_size"] == 64
+    assert [h["epoch"] for h in history] == [0, 1]  # each epoch once, across both runs
+    assert package["training"]["best"]["val_acc"] > 0.5  # four classes: chance is 0.25
+    assert package["classes"] == ["background", "car", "juggernaut", "minibus"]
+    assert package["types"] == ["not_vehicle", "car", "truck", "van"] and package["taxonomy"] == "identity"
+    assert package["shared_stages"] == 5 and package["base"] == BUILTIN_WEIGHTS
+    assert len(storage.read_bytes(f"{output}/weights.pt", opts)) < 6.5e6  # the tail in half precision, not 4.7 M parameters
 
-    # The package is a model for every job: infer, and eval on the validation shards.
-    manifest = run_inference(InferConfig(input=f"{bucket}/discs/val-000000.tar", output=f"{bucket}/labels", model=output))
+    # The package is a model for every job: infer labels by the model's own judgement (label = the
+    # type of its top class), and eval scores it on the validation shards.
+    manifest = run_inference(InferConfig(input=f"{bucket}/ds/val-000000.tar", output=f"{bucket}/labels", model=output))
     rows = sink.read_run(f"{bucket}/labels", manifest, opts).to_pylist()
-    assert len(rows) == 45 and {r["label"] for r in rows} <= {"blue", "green", "red"}
-    assert {r["model"] for r in rows} == {"discs"} and {r["model_version"] for r in rows} == {package["version"]}
-    # `recog eval` as the README shows it: the package and a pattern; the scores land in <model>/eval/.
-    scored = subprocess.run([sys.executable, "-m", "recog.cli", "eval", "--model", output, "--data", f"{bucket}/discs/val-*.tar"],
-                            cwd=REPO, capture_output=True, text=True, timeout=600)
+    types = dict(zip(package["classes"], package["types"]))
+    assert len(rows) == 32 and all(r["label"] == types[r["topk_labels"][0]] for r in rows)
+    assert {r["model"] for r in rows} == {"cams"} and {r["model_version"] for r in rows} == {package["version"]}
+    scored = subprocess.run([sys.executable, "-m", "recog.cli", "eval", "--model", output, "--data", f"{bucket}/ds/val-*.tar"],
+                            cwd=REPO, env=joined_env, capture_output=True, text=True, timeout=600)
     assert scored.returncode == 0, scored.stderr[-3000:]
     m = json.loads(storage.read_bytes(f"{output}/eval/_eval/metrics.json", opts))
-    assert m["samples"] == 45 and m["accuracy"] > 0.6 and f"top-1 accuracy {m['accuracy']:.4f} on 45 samples" in scored.stdout
-
-
-def test_finetune_of_the_tail_on_the_shared_traffic_photos(shared_data, tmp_path, capsys):
-    """The recipe of the shipped vehicle-types model, shortened: the Zenodo traffic-camera crops
-    (6 classes, 480 train / 120 val each), stages 0-5 frozen, classes mapped to types. The package
-    holds only the tail and labels with two heads: its own for the type, ImageNet's for 'vehicle?'."""
-    zen = shared_data / "photos" / "zenodo"
-    opts = storage.StorageOptions()
-    shards.write_shards(zen / "train", str(tmp_path / "shards" / "train"), opts, per_shard=500)
-    shards.write_shards(zen / "val", str(tmp_path / "shards" / "val"), opts, per_shard=500)
-    cmd = [sys.executable, "-m", "recog.cli", "train", "--train", str(tmp_path / "shards" / "train-*.tar"),
-           "--val", str(tmp_path / "shards" / "val-*.tar"), "--output", str(tmp_path / "model"),
-           "--epochs", "1", "--image-size", "96", "--batch-size", "32", "--workers", "2", "--frozen-stages", "6",
-           "--types", "bike=motorcycle,juggernaut=truck,minibus=van", "--data-source", "Zenodo 6634554, CC BY 4.0"]
-    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    package = models.read_package(str(tmp_path / "model"), opts)
-    best = package["training"]["best"]
-    with capsys.disabled():
-        print(f"\nfine-tuned the tail of efficientnet_lite0 on zenodo/train (2880 images, 1 epoch, 96 px, 2 CPU workers): "
-              f"val accuracy {best['val_acc']:.3f}, {best['samples_per_s_per_worker']:.1f} samples/s per worker")
-    assert best["val_acc"] > 0.7  # the ImageNet labels mapped to types get 0.42 on these classes
-    assert package["taxonomy"] == "two-heads" and package["types"] == ["motorcycle", "car", "truck", "van", "pickup", "truck"]
-    assert package["data_source"] == "Zenodo 6634554, CC BY 4.0"
-    assert (tmp_path / "model" / "weights.pt").stat().st_size < 2.2e6  # the tail in half precision, not 4.7 M parameters
-
-
-def test_the_shipped_vehicle_types_model_scores_on_the_shared_val_split(shared_data, tmp_path):
-    """Issue 15's bar for the built-in model, through `recog eval`: at least 0.95 on the Zenodo val crops."""
-    opts = storage.StorageOptions()
-    shards.write_shards(shared_data / "photos" / "zenodo" / "val", str(tmp_path / "val"), opts, per_shard=240)
-    scored = subprocess.run([sys.executable, "-m", "recog.cli", "eval", "--model", "vehicle-types", "--data",
-                             str(tmp_path / "val-*.tar"), "--output", str(tmp_path / "eval")],
-                            cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert scored.returncode == 0, scored.stderr[-3000:]
-    m = json.loads((tmp_path / "eval" / "_eval" / "metrics.json").read_text())
-    assert m["samples"] == 720 and m["accuracy"] >= 0.95, m
+    assert m["samples"] == 32 and m["accuracy"] > 0.5 and f"top-1 accuracy {m['accuracy']:.4f} on 32 samples" in scored.stdout
