@@ -236,7 +236,8 @@ def write_new(uri: str, data: bytes, opts: StorageOptions) -> bool:
         from botocore.exceptions import ClientError
 
         bucket, key = uri[len("s3://"):].split("/", 1)
-        client = boto3.client("s3", endpoint_url=opts.endpoint_url, region_name=opts.region)
+        # a session of its own: boto3's default one is not safe to make clients from in several threads
+        client = boto3.session.Session().client("s3", endpoint_url=opts.endpoint_url, region_name=opts.region)
         try:
             client.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
         except ClientError as e:

@@ -28,14 +28,14 @@ def test_local_paths_work_the_same(tmp_path):
 @pytest.mark.parametrize("where", ["s3", "local"])
 def test_of_writers_racing_for_a_new_object_exactly_one_writes_it(where, request, tmp_path):
     base, opts = (request.getfixturevalue("bucket"), request.getfixturevalue("opts")) if where == "s3" else (str(tmp_path), StorageOptions())
-    uri, start = f"{base}/log/0.json", threading.Barrier(8)
+    uri, start = f"{base}/log/0.json", threading.Barrier(4)
 
     def write(i: int) -> bool:
         start.wait()
         return storage.write_new(uri, f"writer {i}".encode(), opts)
 
-    with ThreadPoolExecutor(8) as pool:
-        won = list(pool.map(write, range(8)))
+    with ThreadPoolExecutor(4) as pool:
+        won = list(pool.map(write, range(4)))
     assert won.count(True) == 1 and storage.read_bytes(uri, opts) == f"writer {won.index(True)}".encode()
     assert [f.uri.rsplit("/", 1)[-1] for f in storage.list_files(f"{base}/log/", opts)] == ["0.json"]  # no leftovers
 
