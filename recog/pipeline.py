@@ -195,15 +195,13 @@ def run_inference(cfg: InferConfig, out=None) -> dict:
     print(f"[recog] {media.job} job {json.dumps(cfg.to_dict())}", file=out, flush=True)
     with JobRay(media.job, cfg.ray_address, cfg.verbose, out) as ray_job:
         work = prepare(cfg, ray_job, out)
-        cfg = work.cfg
-        if not work.todo and (finished := _run_covering(cfg.output, work.digest, cfg.storage)):
+        if not work.todo and (finished := _run_covering(work.cfg.output, work.digest, work.cfg.storage)):
             print(f"[recog] nothing to do: every unit is committed, run {finished['run_id']} "
                   f"({finished['summary']['rows']} rows); nothing written. --force reprocesses.", file=out, flush=True)
             return finished
-
-        first = media.tables(cfg).names[0]
-        if work.properties:  # what a new output keeps (its unit size): recorded once there is work to commit
-            table.set_properties(table.uri(cfg.output, first), sink.schema_of(first), cfg.storage, work.properties)
+        if not _recorded(work):  # another job recorded another unit size since `prepare` looked: settle
+            work = prepare(cfg, ray_job, out)  # it again from the output (auto takes it, another number stops)
+        cfg = work.cfg
         run = sink.RunCommitter(cfg.output, sink.new_run_id(), cfg.storage, media.tables(cfg).names,
                                 cfg.commit_units, cfg.commit_seconds)
         run.replacing({u.unit_id for u in work.todo})
@@ -211,6 +209,20 @@ def run_inference(cfg: InferConfig, out=None) -> dict:
         progress = Progress(len(work.todo), label=media.noun, stream=out)
         labeled = label_units(work, run, progress, ray_job, out) if work.todo else None
     return commit_run(cfg, work, run, labeled, started, progress, out)
+
+
+def _recorded(work: Work) -> bool:
+    """Make the job's first table if missing and record what a new output keeps (its unit size),
+    once there is work to commit; False if the table holds other values (another job's, recorded
+    since `prepare` looked)."""
+    if not work.properties:
+        return True
+    first = MEDIA[work.cfg.media].tables(work.cfg).names[0]
+    try:
+        table.create(table.uri(work.cfg.output, first), sink.schema_of(first), work.cfg.storage, work.properties)
+    except table.PropertiesDiffer:
+        return False
+    return True
 
 
 def commit_run(cfg: InferConfig, work: Work, run: sink.RunCommitter, labeled: Labeled | None,

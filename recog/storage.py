@@ -226,6 +226,39 @@ def write_bytes(uri: str, data: bytes, opts: StorageOptions, max_attempts: int =
     os.replace(tmp, path)
 
 
+def write_new(uri: str, data: bytes, opts: StorageOptions) -> bool:
+    """Write an object only if there is none at `uri`, atomically: of writers racing for one URI,
+    exactly one gets True. S3 through a conditional put (`If-None-Match: *`, which AWS S3, MinIO and
+    SeaweedFS honour; pyarrow's filesystem cannot send it); local disk through a hard link, which
+    never replaces a file."""
+    if is_s3(uri):
+        import boto3
+        from botocore.exceptions import ClientError
+
+        bucket, key = uri[len("s3://"):].split("/", 1)
+        # a session of its own: boto3's default one is not safe to make clients from in several threads
+        client = boto3.session.Session().client("s3", endpoint_url=opts.endpoint_url, region_name=opts.region)
+        try:
+            client.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+        except ClientError as e:
+            if e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") in (409, 412):  # there is one (409: a racing put)
+                return False
+            raise StorageError(f"{uri} (endpoint {opts.endpoint_url or 'AWS default'}): {e}") from None
+        return True
+    path = os.path.abspath(uri.removeprefix("file://"))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(tmp)
+    return True
+
+
 def exists(uri: str, opts: StorageOptions) -> bool:
     fs, path = filesystem(uri, opts)
     return fs.get_file_info(path).type == pafs.FileType.File

@@ -20,8 +20,10 @@ The work is split as the data flows:
 Readers get a pyarrow dataset built from the log's add actions (`dataset`), one fragment per file
 with its camera/date as partition expression: a camera/date filter opens only those files. (deltalake's
 own `to_pyarrow_dataset` builds the same thing at ~4 ms a file: 382 s for 100 k files, against ~1.5 s.)
-Concurrent commits to one table are safe on stores with conditional writes (S3 with
-`conditional_put=etag`, local disk); see the README for others.
+Any number of jobs may make one table and commit into it at once, on stores with conditional writes
+(S3 with `conditional_put=etag`, local disk; see the README for others): `create` writes a table's
+first commit only where there is none, and every commit that meets one it cannot go on top of is
+tried again a bounded number of times (`_retrying`).
 """
 
 from __future__ import annotations
@@ -29,10 +31,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import random
 import secrets
+import tempfile
 import time
 import urllib.parse
 from dataclasses import dataclass
+from typing import Callable, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -52,6 +57,12 @@ NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"  # Hive's name for "no value", whi
 # rows; record and wall_time let engines skip files. (Only these: stats of every column would make
 # the log several times bigger, and its reading is what a query pays before it starts.)
 STATS_COLUMNS = ("unit_id", "run_id", "record", "wall_time", "error")
+# A commit that meets another writer's commit it cannot go on top of (delta-rs goes on top of the
+# rest itself) is tried again, this many tries in all, the wait between tries doubling from the
+# first value to the second (with jitter): at most 5 s in all, while the job's next batch waits.
+COMMIT_ATTEMPTS = 8
+RETRY_WAIT_S = (0.05, 2.0)
+T = TypeVar("T")
 RECORD_FIELDS = pa.schema([  # one add-record: a file a worker wrote, for the driver to commit
     ("table", pa.string()), ("unit_id", pa.string()), ("run_id", pa.string()), ("path", pa.string()),
     ("size", pa.int64()), ("modification_time", pa.int64()), ("camera", pa.string()), ("date", pa.string()),
@@ -109,16 +120,64 @@ def exists(table_uri: str, opts: StorageOptions) -> bool:
     return DeltaTable.is_deltatable(_location(table_uri), storage_options=storage_options(opts))
 
 
-def create(table_uri: str, schema: pa.Schema, opts: StorageOptions):
-    """The table at `table_uri`, made if missing (an existing one is left as it is)."""
+def create(table_uri: str, schema: pa.Schema, opts: StorageOptions, properties: dict[str, str] | None = None):
+    """The table at `table_uri`, made if missing, holding `properties` (recog's own, `recog.*`).
+
+    Any number of jobs may make one table at once. Version 0 (schema, partitioning, settings and
+    `properties`, one commit) is written only where there is none (`storage.write_new`): delta-rs'
+    own create does not promise that, a creator that loses the race commits a second CREATE on top
+    of the winner's. A table another job made is taken as it is; properties it lacks are added (one
+    metadata commit, retried when it meets another), one it holds with another value raises
+    PropertiesDiffer."""
+    properties = properties or {}
+    if not exists(table_uri, opts):
+        storage.write_new(storage.join(table_uri, "_delta_log", f"{0:020d}.json"),
+                          _first_commit(table_uri, schema, properties), opts)
+    dtable = load(table_uri, opts)
+
+    def record(attempt: int) -> None:
+        nonlocal dtable
+        if attempt:
+            dtable = load(table_uri, opts)
+        held = dtable.metadata().configuration
+        differ = {k: held[k] for k, v in properties.items() if k in held and held[k] != v}
+        if differ:
+            raise PropertiesDiffer(table_uri, differ)
+        missing = {k: v for k, v in properties.items() if k not in held}
+        if missing:
+            dtable.alter.set_table_properties(missing, raise_if_not_exists=False)
+
+    _retrying(table_uri, "recording the table's properties", record)
+    return dtable
+
+
+def _first_commit(table_uri: str, schema: pa.Schema, properties: dict[str, str]) -> bytes:
+    """Version 0 of a new table as delta-rs writes it, made in a scratch folder (and naming the
+    table's own location): `create` puts it in place only if there is none."""
     from deltalake import DeltaTable
 
     stats = [c for c in STATS_COLUMNS if c in schema.names]
-    return DeltaTable.create(_location(table_uri), delta_schema(schema), mode="ignore", partition_by=list(PARTITION_BY),
-                             name=table_uri.rstrip("/").rsplit("/", 1)[-1], storage_options=storage_options(opts),
-                             configuration={"delta.checkpointInterval": "100",
-                                            # not dataSkippingNumIndexedCols=0: delta-rs then drops the stats given
-                                            "delta.dataSkippingStatsColumns": ",".join(stats)})
+    configuration = {"delta.checkpointInterval": "100",
+                     # not dataSkippingNumIndexedCols=0: delta-rs then drops the stats given
+                     "delta.dataSkippingStatsColumns": ",".join(stats), **properties}
+    with tempfile.TemporaryDirectory(prefix="recog-table-") as scratch:
+        DeltaTable.create(scratch, delta_schema(schema), partition_by=list(PARTITION_BY),
+                          name=table_uri.rstrip("/").rsplit("/", 1)[-1], configuration=configuration,
+                          raise_if_key_not_exists=False)  # recog.* keys, which delta-rs does not know
+        with open(os.path.join(scratch, "_delta_log", f"{0:020d}.json"), "rb") as f:
+            actions = [json.loads(line) for line in f.read().splitlines() if line.strip()]
+    for action in actions:
+        if "commitInfo" in action:
+            action["commitInfo"].get("operationParameters", {})["location"] = _location(table_uri)
+    return "".join(json.dumps(a, separators=(",", ":")) + "\n" for a in actions).encode()
+
+
+class PropertiesDiffer(StorageError):
+    """A table holds some of the properties a job would record, with other values."""
+
+    def __init__(self, table_uri: str, held: dict[str, str]):
+        super().__init__(f"{table_uri} records " + ", ".join(f"{k}={v}" for k, v in held.items()))
+        self.held = held
 
 
 def properties(table_uri: str, opts: StorageOptions) -> dict[str, str] | None:
@@ -128,10 +187,23 @@ def properties(table_uri: str, opts: StorageOptions) -> dict[str, str] | None:
     return dict(load(table_uri, opts).metadata().configuration)
 
 
-def set_properties(table_uri: str, schema: pa.Schema, opts: StorageOptions, values: dict[str, str]) -> None:
-    """Record `values` as the table's properties (one commit), making the table if missing. delta-rs
-    takes properties of its own naming (`recog.*`) only this way, not when creating a table."""
-    create(table_uri, schema, opts).alter.set_table_properties(values, raise_if_not_exists=False)
+def _retrying(table_uri: str, what: str, attempt: Callable[[int], T], attempts: int = COMMIT_ATTEMPTS) -> tuple[T, int]:
+    """`attempt(n)`, try n of a commit, until one lands; returns its result and the tries it took
+    beyond the first. delta-rs itself commits on top of other writers' commits that do not touch
+    what a commit does; a try that meets one that does (a metadata change, a file both remove) is
+    tried again after a wait (doubling, with jitter), up to `attempts` tries in all."""
+    from deltalake.exceptions import CommitFailedError
+
+    n = 0
+    while True:
+        try:
+            return attempt(n), n
+        except CommitFailedError as e:
+            n += 1
+            if n == attempts:
+                raise StorageError(f"{table_uri}: {what} lost to other writers' commits {attempts} times in a row "
+                                   f"({str(e).strip()}); nothing of it was committed") from None
+            time.sleep(random.uniform(0.5, 1.0) * min(RETRY_WAIT_S[1], RETRY_WAIT_S[0] * 2 ** (n - 1)))
 
 
 def load(table_uri: str, opts: StorageOptions, version: int | None = None):
@@ -243,17 +315,21 @@ def unit_ids(files: pa.Table) -> pa.ChunkedArray:
 @dataclass
 class Committer:
     """Commits add-records to one table from the driver, a batch at a time. `replaced` gives the
-    live files of units that are being redone: each commit removes those at the places of the units it adds."""
+    live files of units that are being redone: each commit removes those at the places of the units
+    it adds. A commit that meets another writer's it cannot go on top of is tried again
+    (`_retrying`, counted in `retries`), against the table as it is then."""
 
     table_uri: str
     schema: pa.Schema
     opts: StorageOptions
     run_id: str
+    attempts: int = COMMIT_ATTEMPTS
 
     def __post_init__(self):
         self.dtable = create(self.table_uri, self.schema, self.opts)
         self.batches = self.dtable.transaction_version(self.app_id) or 0
         self.live: dict[str, list[tuple]] = {}  # unit place -> its live files (path, size, camera, date) when redone
+        self.retries = 0  # commits tried again
 
     @property
     def app_id(self) -> str:
@@ -279,22 +355,30 @@ class Committer:
 
         units = dict.fromkeys(r["unit_id"] for r in records)
         places = dict.fromkeys(place_of(u) for u in units)
-        now = int(time.time() * 1000)
-        removes = [RemoveAction(path, True, now, size, {"camera": camera, "date": None if date is None else str(date)})
-                   for place in places for path, size, camera, date in self.live.get(place, [])]
         adds = [AddAction(r["path"], r["size"], {"camera": r["camera"], "date": r["date"]}, r["modification_time"], True,
                           r["stats"]) for r in records]
         batch = self.batches + 1
         props = CommitProperties(app_transactions=[Transaction(self.app_id, batch)],
                                  custom_metadata={"recog.run_id": self.run_id, "recog.units": str(len(units))})
-        try:
-            self.dtable.create_write_transaction([*removes, *adds], mode="append", schema=delta_schema(self.schema),
-                                                 partition_by=list(PARTITION_BY), commit_properties=props)
-        except Exception:
-            # The commit may have landed although its answer was lost: the transaction id tells.
-            self.dtable = load(self.table_uri, self.opts)
-            if (self.dtable.transaction_version(self.app_id) or 0) < batch:
-                raise
+
+        def attempt(n: int) -> None:
+            if n:  # another writer's commit came first: remove what the table holds at these places now
+                for place in places:
+                    self.live.pop(place, None)
+                self.replacing(set(units))
+            now = int(time.time() * 1000)
+            removes = [RemoveAction(path, True, now, size, {"camera": camera, "date": None if date is None else str(date)})
+                       for place in places for path, size, camera, date in self.live.get(place, [])]
+            try:
+                self.dtable.create_write_transaction([*removes, *adds], mode="append", schema=delta_schema(self.schema),
+                                                     partition_by=list(PARTITION_BY), commit_properties=props)
+            except Exception:
+                # The commit may have landed although its answer was lost: the transaction id tells.
+                self.dtable = load(self.table_uri, self.opts)
+                if (self.dtable.transaction_version(self.app_id) or 0) < batch:
+                    raise
+
+        self.retries += _retrying(self.table_uri, f"commit {batch} of run {self.run_id}", attempt, self.attempts)[1]
         self.dtable.update_incremental()  # the object does not advance itself after a commit
         self.batches = batch
         for place in places:
@@ -353,8 +437,11 @@ def purge(table_uri: str, opts: StorageOptions, before: dt.date, camera: str | N
     """Delete the rows of days before `before` (of one camera, if given), then delete their files.
 
     The predicate is on partition columns only, so delta-rs just logs the files' removal (no file is
-    rewritten); the vacuum that follows deletes removed files at once (retention 0) but only those
-    the log removed ("lite" mode), never files a running job has written but not yet committed."""
+    rewritten); a job that commits into those days meanwhile makes the delete try again, on the
+    table as it is then. The vacuum that follows deletes removed files at once (retention 0) but
+    only those the log removed ("lite" mode: the expired tombstones of the version it read, less any
+    file live there), never a file a running job has written and will commit later ("full" mode
+    would: it deletes every file the log does not hold)."""
     dtable = load(table_uri, opts)
     files = live_files(dtable)
     if files.num_rows:
@@ -366,6 +453,13 @@ def purge(table_uri: str, opts: StorageOptions, before: dt.date, camera: str | N
     found = {"files": files.num_rows, "rows": int(pc.sum(files.column("num_records")).as_py() or 0) if files.num_rows else 0}
     if dry_run or not files.num_rows:
         return {**found, "deleted_files": 0}
-    dtable.delete(purge_predicate(before, camera))
+
+    def delete(attempt: int) -> None:
+        nonlocal dtable
+        if attempt:  # a job committed meanwhile what the delete read: delete from the table as it is now
+            dtable = load(table_uri, opts)
+        dtable.delete(purge_predicate(before, camera))
+
+    _retrying(table_uri, "the purge's delete", delete)
     deleted = dtable.vacuum(retention_hours=0, dry_run=False, enforce_retention_duration=False, full=False)
     return {**found, "deleted_files": len(deleted), "version": dtable.version()}

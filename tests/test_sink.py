@@ -1,4 +1,6 @@
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow as pa
 import pytest
@@ -100,6 +102,31 @@ def test_a_unit_in_some_tables_only_is_not_committed(tmp_path):
     table.create(table.uri(out, "crossings"), CROSSINGS_SCHEMA, OPTS)
     status = unit_status(out, ("vehicles", "crossings"), ["u"], OPTS)
     assert status.committed == {} and status.partial == {"u"}  # crashed between the two tables' commits
+
+
+def test_vehicles_jobs_started_together_make_both_tables_once_and_all_land(tmp_path):
+    """Vehicles jobs at once on a new output, each through its RunCommitter: the two tables are made
+    once each, every job's units are in both."""
+    from recog.vehicles import CROSSINGS_SCHEMA, VEHICLES_SCHEMA
+
+    out, jobs = str(tmp_path), 4
+    start = threading.Barrier(jobs)
+
+    def job(i: int) -> None:
+        start.wait()
+        run = RunCommitter(out, f"r{i}", OPTS, ("vehicles", "crossings"), commit_units=1)
+        records = [{**r, "inputs": 0} for name, schema in (("vehicles", VEHICLES_SCHEMA), ("crossings", CROSSINGS_SCHEMA))
+                   for r in table.write_unit(table.uri(out, name), name, schema.empty_table(), schema, f"u{i}", f"r{i}", OPTS)]
+        run.add(pa.Table.from_pylist(records, schema=sink.RECORD_SCHEMA))
+        run.finish({"job": "vehicles", "status": "committed"}, "d")
+
+    with ThreadPoolExecutor(jobs) as pool:
+        list(pool.map(job, range(jobs)))
+    for name in ("vehicles", "crossings"):
+        history = table.load(table.uri(out, name), OPTS).history()
+        assert [c["operation"] for c in history].count("CREATE TABLE") == 1
+    status = unit_status(out, ("vehicles", "crossings"), [f"u{i}" for i in range(jobs)], OPTS)
+    assert sorted(status.committed) == [f"u{i}" for i in range(jobs)] and not status.partial
 
 
 def test_readme_documents_every_output_column():

@@ -1,4 +1,6 @@
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -21,6 +23,21 @@ def test_local_paths_work_the_same(tmp_path):
     storage.write_bytes(str(tmp_path / "x" / "a.bin"), b"123", opts)
     assert [f.size for f in storage.list_files(str(tmp_path), opts)] == [3]
     assert not list(tmp_path.glob("x/*.tmp-*"))  # the temporary file was renamed into place
+
+
+@pytest.mark.parametrize("where", ["s3", "local"])
+def test_of_writers_racing_for_a_new_object_exactly_one_writes_it(where, request, tmp_path):
+    base, opts = (request.getfixturevalue("bucket"), request.getfixturevalue("opts")) if where == "s3" else (str(tmp_path), StorageOptions())
+    uri, start = f"{base}/log/0.json", threading.Barrier(4)
+
+    def write(i: int) -> bool:
+        start.wait()
+        return storage.write_new(uri, f"writer {i}".encode(), opts)
+
+    with ThreadPoolExecutor(4) as pool:
+        won = list(pool.map(write, range(4)))
+    assert won.count(True) == 1 and storage.read_bytes(uri, opts) == f"writer {won.index(True)}".encode()
+    assert [f.uri.rsplit("/", 1)[-1] for f in storage.list_files(f"{base}/log/", opts)] == ["0.json"]  # no leftovers
 
 
 def test_wrong_secret_says_which_variable_to_fix(bucket, opts, monkeypatch):

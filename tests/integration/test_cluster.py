@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from recog import storage
+from recog import sink, storage, table
 from tests.conftest import REPO
 from tests.imagedata import jpeg, tar_shard
 
@@ -86,6 +86,25 @@ def test_submit_runs_on_a_multi_node_cluster_with_token_auth(local_cluster, buck
     written = [storage.read_bytes(f.uri, opts).decode("latin-1") for f in storage.list_files(f"{bucket}/out/", opts)]
     for text in [job_table, done.stdout, done.stderr, logs.stdout, listed.stdout, *written]:
         assert secret not in text
+
+
+def test_jobs_submitted_at_once_into_one_new_output_all_land(local_cluster, bucket, opts):
+    """Three jobs over three cameras' loose images, submitted together into one new output: each
+    makes its tables and records the output's unit size as the others do, and none may fail for it."""
+    env, cameras = local_cluster, ("north", "south", "east")
+    for n, camera in enumerate(cameras):
+        for i in range(2):
+            storage.write_bytes(f"{bucket}/{camera}/img{i}.jpg", jpeg(48 + 8 * n, 40 + i, (60 * n, 90, 200)), opts)
+    submits = [subprocess.Popen([sys.executable, "-m", "recog.cli", "submit", "--", "infer", "--input", f"{bucket}/{camera}/",
+                                 "--output", f"{bucket}/out/"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True) for camera in cameras]
+    outputs = [p.communicate(timeout=600)[0] for p in submits]
+    for p, out in zip(submits, outputs):
+        assert p.returncode == 0, out[-3000:]
+    dtable = table.load(table.uri(f"{bucket}/out", "results"), opts)
+    rows = table.dataset(dtable, sink.OUTPUT_SCHEMA, opts).to_table(columns=["source_uri"]).column("source_uri").to_pylist()
+    assert sorted(rows) == sorted(f"{bucket}/{camera}/img{i}.jpg" for camera in cameras for i in range(2))  # each once
+    assert len(storage.list_files(f"{bucket}/out/_runs/", opts)) == len(cameras)
 
 
 def test_a_wrong_token_is_refused_with_a_clear_message(local_cluster, bucket):

@@ -10,9 +10,10 @@ import random
 import pyarrow.parquet as pq
 import pytest
 
-from recog import sink, storage, table
+from recog import pipeline, sink, storage, table
 from recog.config import InferConfig
 from recog.errors import ConfigError
+from recog.media import UNIT_PROPERTY
 from recog.pipeline import run_inference
 from recog.sink import OUTPUT_SCHEMA
 from tests.imagedata import jpeg, png, tar_shard
@@ -90,6 +91,27 @@ def test_local_input_and_output(tmp_path, ray_local):
     assert manifest["config"]["images_per_unit"] == 256
     assert (tmp_path / "out" / "results" / "_delta_log" / "00000000000000000001.json").exists()
     assert (tmp_path / "out" / "_runs" / f"{manifest['run_id']}.json").exists()
+
+
+def test_a_unit_size_another_job_records_first_is_taken_or_refused(tmp_path, ray_local, monkeypatch):
+    """Jobs started together on a new output each find no unit size recorded and choose one; the
+    first to record it wins, the others settle theirs again from the output: auto takes it, another
+    number stops before any work. (The other job is played between this one's look and its record.)"""
+    (tmp_path / "in").mkdir()
+    for i in range(3):
+        (tmp_path / "in" / f"img{i}.jpg").write_bytes(jpeg(50 + i, 40))
+    looked = pipeline.prepare
+
+    def other_job_records_first(cfg, ray_job, out):
+        work = looked(cfg, ray_job, out)
+        table.create(table.uri(cfg.output, "results"), OUTPUT_SCHEMA, cfg.storage, {UNIT_PROPERTY: "2"})
+        return work
+
+    monkeypatch.setattr(pipeline, "prepare", other_job_records_first)
+    with pytest.raises(ConfigError, match="groups loose images 2 a unit .* Use --images-per-unit 2"):
+        run_inference(InferConfig(input=str(tmp_path / "in"), output=str(tmp_path / "a"), images_per_unit=3))
+    manifest = run_inference(InferConfig(input=str(tmp_path / "in"), output=str(tmp_path / "b")))
+    assert manifest["config"]["images_per_unit"] == 2 and manifest["summary"]["rows"] == 3
 
 
 def test_default_model_does_best_on_the_real_vehicle_photos(shared_data, bucket, opts, ray_local, capsys):
