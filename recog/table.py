@@ -110,15 +110,21 @@ def exists(table_uri: str, opts: StorageOptions) -> bool:
 
 
 def create(table_uri: str, schema: pa.Schema, opts: StorageOptions):
-    """The table at `table_uri`, made if missing (an existing one is left as it is)."""
-    from deltalake import DeltaTable
+    """The table at `table_uri`, made if missing (an existing one gets the columns it lacks)."""
+    from deltalake import DeltaTable, Field
 
     stats = [c for c in STATS_COLUMNS if c in schema.names]
-    return DeltaTable.create(_location(table_uri), delta_schema(schema), mode="ignore", partition_by=list(PARTITION_BY),
-                             name=table_uri.rstrip("/").rsplit("/", 1)[-1], storage_options=storage_options(opts),
-                             configuration={"delta.checkpointInterval": "100",
-                                            # not dataSkippingNumIndexedCols=0: delta-rs then drops the stats given
-                                            "delta.dataSkippingStatsColumns": ",".join(stats)})
+    dtable = DeltaTable.create(_location(table_uri), delta_schema(schema), mode="ignore", partition_by=list(PARTITION_BY),
+                               name=table_uri.rstrip("/").rsplit("/", 1)[-1], storage_options=storage_options(opts),
+                               configuration={"delta.checkpointInterval": "100",
+                                              # not dataSkippingNumIndexedCols=0: delta-rs then drops the stats given
+                                              "delta.dataSkippingStatsColumns": ",".join(stats)})
+    # A table an older recog made lacks the columns added since (vehicles.crops_at): they join its
+    # schema (one commit), so that other engines see them too; its older rows read them as null.
+    have = {f.name for f in dtable.schema().fields}
+    if missing := [f for f in delta_schema(schema) if f.name not in have]:
+        dtable.alter.add_columns([Field.from_arrow(f) for f in missing])
+    return dtable
 
 
 def properties(table_uri: str, opts: StorageOptions) -> dict[str, str] | None:
