@@ -63,17 +63,6 @@ def resized(prep: Preprocessing, image_size: int | None) -> Preprocessing:
 
 # ---- data --------------------------------------------------------------------------------------
 
-def sample_label(record: dict, label_field: str | None) -> str | None:
-    """A training sample's label: its .cls (or `label_field` of its .json), else, for a loose image
-    one folder below the --train root (a class-folder tree, as `recog crops` and `recog shards` take),
-    that folder's name."""
-    label = label_of(record, label_field)
-    key = record["key"] or ""
-    if label is None and label_field is None and record["shard"] is None and key.count("/") == 1:
-        label = key.split("/")[0]
-    return label
-
-
 def class_index(classes: tuple[str, ...], types: tuple[str, ...] | None) -> dict[str, int]:
     """Which class each label trains: a class by its name, and a type by the one class of that type
     (a fine-tune of vehicle-types on a van/ folder trains its minibus class); a type that several
@@ -88,7 +77,7 @@ def class_index(classes: tuple[str, ...], types: tuple[str, ...] | None) -> dict
 def scan_labels(units: pa.Table, opts: storage.StorageOptions, label_field: str | None) -> Iterator[dict]:
     """Ray Data stage: the label of every readable sample (no decoding)."""
     for row in units.to_pylist():
-        labels = [sample_label(r, label_field) for block in sources.read_unit(sources.Unit.from_row(row), opts)
+        labels = [label_of(r, label_field) for block in sources.read_unit(sources.Unit.from_row(row), opts)
                   for r in block if not r["end"] and r["error"] is None]
         yield {"label": np.array([lab or "" for lab in labels], dtype=object)}
 
@@ -112,7 +101,7 @@ def examples(units: pa.Table, opts: storage.StorageOptions, prep: Preprocessing,
         for block in sources.read_unit(sources.Unit.from_row(row), opts):
             images, labels = [], []
             for r in block:
-                label = sample_label(r, label_field) if not r["end"] and r["error"] is None else None
+                label = label_of(r, label_field) if not r["end"] and r["error"] is None else None
                 if label not in index:
                     continue
                 try:

@@ -10,7 +10,7 @@ import torch
 from recog import models
 from recog.config import TrainConfig
 from recog.storage import StorageOptions
-from recog.train import build_network, class_index, fine_tune_recipe, lr_at, resized, sample_label, training_spec
+from recog.train import build_network, class_index, fine_tune_recipe, lr_at, resized, training_spec
 
 OPTS = StorageOptions()
 
@@ -50,15 +50,6 @@ def test_a_frozen_backbone_trains_the_head_alone_and_frozen_stages_the_tail():
     net, frozen = build_network(spec, TrainConfig(train="t", output="o", frozen_stages=6))
     trainable = {n.split(".")[0] + ("." + n.split(".")[1] if n.startswith("blocks.") else "") for n, p in net.named_parameters() if p.requires_grad}
     assert trainable == {"blocks.6", "conv_head", "bn2", "classifier"}
-
-
-def test_labels_come_from_the_cls_file_else_from_a_class_folder_below_the_root():
-    image = {"cls": None, "meta": None, "shard": None}
-    assert sample_label({**image, "key": "van/cam-7_20261103T080001Z_12"}, None) == "van"
-    assert sample_label({**image, "key": "van/x", "cls": "car"}, None) == "car"  # the sidecar says
-    assert sample_label({**image, "key": "x"}, None) is None  # not in a class folder
-    assert sample_label({**image, "key": "2026/van/x"}, None) is None  # deeper: not a class-folder tree
-    assert sample_label({**image, "key": "van/x", "shard": "s.tar"}, None) is None  # a shard's member names are not labels
 
 
 def test_a_label_trains_the_class_of_that_name_or_the_one_class_of_that_type():
