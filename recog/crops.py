@@ -4,7 +4,7 @@
 
 The vehicles the filters select (least sure first) are cut from their source videos again, as the
 job cut them for the classifier (the frames and boxes it kept, `vehicles.crops_at`, squared with a
-margin by `track.square_box`), and written as `<to>/<label>/<camera>_<time>_<track>.jpg` (the best
+margin by `geometry.square_box`), and written as `<to>/<label>/<camera>_<time>_<track>.jpg` (the best
 crop; the next ones `..._<track>-2.jpg`, `-3`), with a line each in `<to>/manifest.csv` (source,
 frame, box, label, score, run, model). Labeling tools (FiftyOne, CVAT, Label Studio) import such a
 tree, and so does `recog train`: once misfiled crops are moved to their type's folder (phantoms to
@@ -25,9 +25,9 @@ from pathlib import Path
 
 from recog import storage, video
 from recog.errors import ConfigError, StorageError
+from recog.geometry import square_box
 from recog.query import Results
 from recog.storage import StorageOptions
-from recog.track import square_box
 
 MANIFEST = "manifest.csv"
 MANIFEST_COLUMNS = ("file", "label", "score", "camera", "source_uri", "track_id", "crop", "pts_s", "frame_index", "box",

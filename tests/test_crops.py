@@ -12,9 +12,9 @@ from PIL import Image
 
 from recog.crops import MANIFEST, Selection, crop_name, export
 from recog.errors import ConfigError
+from recog.geometry import square_box
 from recog.query import Results
 from recog.storage import StorageOptions
-from recog.track import square_box
 from tests.resultsdata import vehicles_run
 from tests.videodata import encode_video
 
