@@ -1,7 +1,7 @@
 """The learning curve of review and fine-tune on one camera: typing accuracy on a clip's held-back
 vehicles after correcting 0, 20, 50 and 100 of its other vehicles' crops.
 
-    python bench/review.py --truth TYPES.csv [--model vehicle-types] [--video CLIP] [--steps 0,20,50,100]
+    python bench/review.py [--truth recog/dataset/clips.csv] [--model vehicle-types] [--video CLIP] [--steps 0,20,50,100]
 
 What a reviewer would do, scripted: `recog vehicles` on the clip with --model (the whole file as one
 segment, so that track ids are the whole file's track numbers), `recog crops` of every vehicle;
@@ -13,8 +13,9 @@ held-back vehicles typed right (the vehicles table's label against the truth), s
 groups (every vehicle held back once), and those of them that are not cars (the clips are mostly
 cars: a model that says car to everything scores well on all of them).
 
-The truth is a CSV with a column `vehicle` ("<video file>#<track number>") and a column `type` (one
-row per vehicle, or per crop of it): the shared clips typed by hand. Vehicles typed not_vehicle
+The truth is the shared clips typed by hand: a CSV with columns `video`, `vehicle` (its track number)
+and `type` (recog/dataset/clips.csv), or `vehicle` ("<video file>#<track number>") and `type`; one
+row per vehicle, or per crop of it. Vehicles typed not_vehicle
 are phantoms (asphalt, shadows): not counted, since the vehicles job types every track it keeps
 with a vehicle type. Takes --model of any package (a path, s3://, models:/NAME@ALIAS), so the
 figures can be measured again for another shipped model.
@@ -52,11 +53,13 @@ OPTS = StorageOptions()
 
 def read_truth(path: Path, video: str) -> dict[int, str]:
     """track number -> type, for the vehicles of `video` in the truth file."""
+    if not path.exists():
+        raise SystemExit(f"{path}: no such file (--truth: the clips' vehicles typed by hand)")
     truth: dict[int, str] = {}
     with open(path, newline="") as f:
         for row in csv.DictReader(f):
-            name, _, track = row["vehicle"].rpartition("#")
-            if name == video:
+            name, track = (row["video"], row["vehicle"]) if "video" in row else row["vehicle"].rpartition("#")[::2]
+            if name == video and track:
                 if truth.setdefault(int(track), row["type"]) != row["type"]:
                     raise SystemExit(f"{path}: vehicle {row['vehicle']} has two types")
     if not truth:
@@ -100,7 +103,9 @@ def row(n: str, scores: list[tuple], seconds: str, note: str) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--truth", type=Path, required=True, help="CSV of vehicle (<video>#<track>) and type, typed by hand")
+    p.add_argument("--truth", type=Path, default=REPO / "recog" / "dataset" / "clips.csv",
+                   help="the clips' vehicles typed by hand: a CSV of video, vehicle (track number) and type, or of "
+                        "vehicle (<video>#<track>) and type (default: recog/dataset/clips.csv)")
     p.add_argument("--model", default="vehicle-types", help="the package to start from (default: vehicle-types)")
     p.add_argument("--video", type=Path, default=SHARED / "videos" / "bgslibrary_video02.avi",
                    help="the clip (default: ../shared/data/videos/bgslibrary_video02.avi, the motorway)")
