@@ -10,7 +10,9 @@
     recog query RESULTS "SELECT label, count(*) FROM results GROUP BY ALL"   # SQL over the results
     recog summary RESULTS --by camera,label | recog report RESULTS --out report.html
     recog errors RESULTS | recog purge RESULTS --before 2026-01-01 [--camera C] [--dry-run]
+    recog crops RESULTS --to DIR [--camera C] [--max-score 0.6] [--limit 200]   # vehicles to review, a folder per type
     recog store serve | recog shards --from DIR --to PREFIX
+    recog models list | recog models alias NAME VERSION ALIAS          # named models (MLflow), --model models:/NAME@ALIAS
 
 The job parsers are derived from the config dataclasses (recog.config); the entry points in jobs/
 run the same parsers (`run_command`). Building the parsers imports no torch, Ray or PyAV, so
@@ -24,8 +26,8 @@ import sys
 from dataclasses import dataclass
 from typing import Callable
 
-from recog.config import InferConfig, TrainConfig, VehiclesConfig, add_arguments, from_args, positive_int
-from recog.errors import SubmitError, run_job
+from recog.config import InferConfig, TrainConfig, VehiclesConfig, add_arguments, fraction, from_args, positive_int
+from recog.errors import ConfigError, SubmitError, run_job
 
 RESULTS_HELP = "the --output of recog jobs: s3://bucket/prefix/ or a local path"
 
@@ -294,6 +296,94 @@ def purge(args: argparse.Namespace) -> None:
                   + (f" (table version {done['version']})" if "version" in done else ""))
 
 
+def moment(text: str):
+    """A --since/--until value: a day (YYYY-MM-DD) or a time (YYYY-MM-DDTHH:MM[:SS], with or without
+    a zone; without one it is UTC)."""
+    import datetime as dt
+
+    from recog.sidecars import utc
+
+    try:
+        return utc(dt.datetime.fromisoformat(text.replace("Z", "+00:00")))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a day YYYY-MM-DD or a time YYYY-MM-DDTHH:MM[:SS], not {text}") from None
+
+
+def crops_arguments(p: argparse.ArgumentParser) -> None:
+    results_arguments(p)
+    p.add_argument("--to", required=True, help="a local folder: one subfolder per label, a manifest.csv beside them")
+    p.add_argument("--camera", default=None, help="only this camera's vehicles (default: every camera)")
+    p.add_argument("--since", type=moment, default=None, help="only vehicles first seen at or after this day or time, "
+                   "UTC unless it says (default: from the first)")
+    p.add_argument("--until", type=moment, default=None, help="... and before this one (default: to the last)")
+    p.add_argument("--label", default=None, help="only vehicles of this type, e.g. truck (default: every type)")
+    p.add_argument("--max-score", type=fraction, default=None, help="only vehicles whose label's score is at most this "
+                   "(default: any score; vehicles go least sure first either way)")
+    p.add_argument("--limit", type=positive_int, default=None, help="at most this many vehicles, the least sure (default: all)")
+    p.add_argument("--per-vehicle", type=positive_int, default=None, help="crops per vehicle, best first "
+                   "(default: every crop the job classified, up to 3)")
+
+
+def crops(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from recog.crops import MANIFEST, Selection, export
+
+    if args.since and args.until and args.since >= args.until:
+        raise ConfigError(f"--since {args.since:%Y-%m-%d %H:%M:%S} is not before --until {args.until:%Y-%m-%d %H:%M:%S}")
+    results, opts = open_results(args)
+    to = Path(args.to)
+    done = export(results, to, Selection(args.camera, args.since, args.until, args.label, args.max_score, args.limit), opts,
+                  args.per_vehicle)
+    if not done["vehicles"]:
+        print("[recog] crops: no vehicle matches (recog query RESULTS \"SELECT camera, label, count(*) FROM vehicles GROUP BY ALL\" "
+              "shows what there is)")
+        return
+    labels = ", ".join(f"{k} {n}" for k, n in done["labels"].items())
+    print(f"[recog] crops: {done['written']} crop(s) of {done['vehicles']} vehicle(s), least sure first, written under {to}"
+          + (f": {labels}; manifest {to / MANIFEST}" if done["written"] else ""))
+    if done["already"]:
+        print(f"[recog] {done['already']} crop(s) already in {to}, left where they are (a reviewer may have moved them)")
+    if done["problems"]:
+        print(f"recog: warning: {len(done['problems'])} video(s) could not be read (moved or deleted since the job ran?), "
+              f"e.g. {done['problems'][0]}", file=sys.stderr)
+    model = done["models"][0] if len(done["models"]) == 1 else "MODEL"
+    print(f"[recog] next: move misfiled crops to their type's folder (not_vehicle/ for what is no vehicle), then fine-tune "
+          f"on it: recog train --init {model} --train {to} --output ... (README: Review and fine-tune per camera)")
+
+
+def models_arguments(p: argparse.ArgumentParser) -> None:
+    p.usage = "recog models list [NAME] | alias NAME VERSION ALIAS"
+    p.add_argument("action", choices=("list", "alias"), help="list: the registered models' versions, aliases and packages; "
+                   "alias: point NAME@ALIAS at VERSION (what --model models:/NAME@ALIAS then means)")
+    p.add_argument("names", nargs="*", metavar="NAME VERSION ALIAS", help="list: a model's name (default: every model); "
+                   "alias: a name, a version number, an alias")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format of list (default: table)")
+
+
+def models_command(args: argparse.Namespace) -> None:
+    import pyarrow as pa
+
+    from recog.models import named
+    from recog.query import write
+
+    if args.action == "list":
+        if len(args.names) > 1:
+            raise ConfigError(f"recog models list takes one model name at most, not {' '.join(args.names)}")
+        rows = named.versions(named.check_name(args.names[0], "models list") if args.names else None)
+        if not rows:
+            print(f"[recog] no registered models in {named.tracking_uri()} (recog train --register NAME adds one)")
+            return
+        write(pa.Table.from_pylist(rows), args.format)
+        return
+    if len(args.names) != 3 or not args.names[1].isdigit():
+        raise ConfigError("recog models alias NAME VERSION ALIAS: a model's name, a version number and an alias, "
+                          f"not {' '.join(args.names) or 'nothing'}")
+    name, version, alias = args.names
+    mv = named.set_alias(named.check_name(name, "models alias"), version, alias)
+    print(f"[recog] models:/{name}@{alias} is now version {mv.version} ({mv.source})")
+
+
 # ---- the cluster ----------------------------------------------------------------------------------
 
 def address_argument(p: argparse.ArgumentParser) -> None:
@@ -387,12 +477,15 @@ COMMANDS: dict[str, Command] = {
                         "crossing a named --line, with its direction). Line and --roi coordinates are fractions of the "
                         "frame's width and height.\n\n    recog vehicles --input s3://archive/cam-07/ --output "
                         "s3://archive/traffic/ --line gate=0,0.75,1,0.75"),
-    "train": Command(train_arguments, train, "fine-tune a model on labeled shards (Ray Train) -> model package",
-                     "Fine-tune a registry architecture on labeled shards with Ray Train (DDP); write a model package "
-                     "to --output. Labels come from each sample's .cls (or --label-field of its .json). A checkpoint "
-                     "goes to <output>/_train/ every epoch; the same command run again continues from the last one."
+    "train": Command(train_arguments, train, "fine-tune a model on labeled shards or folders (Ray Train) -> model package",
+                     "Fine-tune a registry architecture, or a model package (--init), on labeled shards or a "
+                     "class-folder tree with Ray Train (DDP); write a model package to --output (and, with --register, "
+                     "a new version of a named model in MLflow's registry). Labels come from each sample's .cls (or "
+                     "--label-field of its .json), or a loose image's folder. A checkpoint goes to <output>/_train/ "
+                     "every epoch; the same command run again continues from the last one."
                      "\n\n    recog train --train 's3://ds/train-{000000..000031}.tar' --val 's3://ds/val-*.tar' "
-                     "--output s3://models/gate-cams"),
+                     "--output s3://models/gate-cams"
+                     "\n    recog train --init vehicle-types --train review/cam-07 --output s3://models/cam-07 --register cam-07"),
     "eval": Command(eval_arguments, evaluate, "score a model on labeled shards",
                     "Score a model on labeled data: runs the inference job over --data and compares each label with "
                     "the sample's .cls (or --label-field of its .json): top-1 accuracy, per-class precision and "
@@ -417,6 +510,18 @@ COMMANDS: dict[str, Command] = {
                      "if given), in one Delta commit per table, then delete their files from storage (vacuum). "
                      "Rows without a recording day are kept.\n\n    recog purge s3://archive/results/ --before 2026-01-01 "
                      "--camera gate-3 --dry-run"),
+    "crops": Command(crops_arguments, crops, "the vehicles typed, as crops in a folder per type: review, correct, fine-tune",
+                     "Cut the crops of the vehicles a `recog vehicles` job typed from their videos again (as the job cut "
+                     "them for the classifier) and write them as <to>/<label>/<camera>_<time>_<track>.jpg, least sure "
+                     "first, with a manifest.csv (source, frame, box, label, score, run, model). Labeling tools import "
+                     "such a tree; moved into the right folders, the crops are training data for "
+                     "`recog train --init MODEL --train DIR`. Crops already in the tree are not written again."
+                     "\n\n    recog crops s3://archive/traffic/ --to review/cam-07 --camera cam-07 --max-score 0.6 --limit 200"),
+    "models": Command(models_arguments, models_command, "named models in MLflow's registry: list versions, move an alias",
+                      "The model packages registered with `recog train --register NAME` (MLflow's model registry: "
+                      "MLFLOW_TRACKING_URI, else recog-data/mlflow.db). Every job's --model takes models:/NAME/VERSION "
+                      "or models:/NAME@ALIAS; an alias says which version that is.\n\n"
+                      "    recog models list\n    recog models alias cam-07 3 champion"),
     "summary": Command(summary_arguments, summary, "counts per label/camera/hour, errors, runs and models"),
     "report": Command(report_arguments, report, "an HTML report with charts and thumbnails per label",
                       "One self-contained HTML file: counts over time per label, per camera, score histograms, "

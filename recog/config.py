@@ -252,8 +252,9 @@ class VehiclesConfig(InferConfig):
 class TrainConfig:
     """`recog train`: fine-tune a registry architecture on labeled shards with Ray Train."""
 
-    train: str = option(None, "labeled shards: a prefix, a file, or a pattern (braces, wildcards)", group="train",
-                        required=True, default_help="")
+    train: str = option(None, "labeled shards or images: a prefix, a file, or a pattern (braces, wildcards); a loose "
+                        "image's label is its .cls, else its folder's name (a class-folder tree, as recog crops writes)",
+                        group="train", required=True, default_help="")
     output: str = option(None, "where the model package goes, local or s3:// (checkpoints under <output>/_train/)",
                          group="train", required=True, default_help="")
     val: str | None = option(None, "labeled shards to choose the best epoch by (recommended)", group="train",
@@ -262,6 +263,10 @@ class TrainConfig:
     arch: str = option(BUILTIN_ARCH, "architecture from the registry", group="train")
     init_weights: str | None = option(None, "ImageNet checkpoint or model package to start from", group="train",
                                       default_help="built in for efficientnet_lite0")
+    init: str | None = option(None, "a model package to fine-tune (vehicle-types, a path, s3:// or models:/NAME@ALIAS): "
+                              "its weights, classes (plus any new ones the data names), types, image size and frozen "
+                              "stages; its classes' types name them too (a van/ folder trains minibus)", group="train",
+                              default_help="none: --arch from ImageNet weights, with a new head")
     classes: tuple[str, ...] | None = option(None, "comma-separated class names", group="train", type=names,
                                              default_help="every label found")
     label_field: str | None = option(None, "take labels from this key of the .json sidecars", group="train",
@@ -275,9 +280,10 @@ class TrainConfig:
     weight_decay: float = option(0.05, "weight decay", group="train", type=non_negative_float)
     warmup_epochs: float = option(1.0, "epochs of linear learning-rate warmup", group="train", type=non_negative_float)
     label_smoothing: float = option(0.1, "label smoothing", group="train", type=fraction)
-    augment: str = option("photos", "the augmentation: photos (random resized crops, flips, colour) or crops (for "
-                          "detector crops, small and blurred: slight crops, flips, lower resolution, blur, JPEG, colour, "
-                          "grey)", group="train", choices=("photos", "crops"))
+    augment: str | None = option(None, "the augmentation: photos (random resized crops, flips, colour) or crops (for "
+                                 "detector crops, small and blurred: slight crops, flips, lower resolution, blur, JPEG, "
+                                 "colour, grey)", group="train", choices=("photos", "crops"),
+                                 default_help="photos; with --init, the package's")
     balance_classes: bool = option(False, "weigh each class's loss by 1/sqrt of its share of the samples, so rare "
                                    "classes (buses, pickups) count", group="train", action="store_true", default_help="off")
     freeze_backbone: bool = option(False, "train the new head only: quick fits", group="train", action="store_true",
@@ -292,6 +298,10 @@ class TrainConfig:
                                            group="train", type=names, default_help="each class is a label")
     name: str | None = option(None, "the model's name in the results' model column", group="train",
                               default_help="the --output folder's name")
+    register: str | None = option(None, "register the package in MLflow's model registry as a new version of this "
+                                  "model, with the run's parameters and metrics (MLFLOW_TRACKING_URI, else "
+                                  "recog-data/mlflow.db); jobs then take --model models:/NAME/VERSION or models:/NAME@ALIAS",
+                                  group="train", metavar="NAME", default_help="not registered")
     data_source: str | None = option(None, "where the training data comes from, its citation and licence (kept in "
                                      "model.json for whoever uses the model)", group="train", default_help="not recorded")
     workers: int = option(2, "training workers (DDP replicas)", group="train", type=positive_int)
@@ -310,6 +320,13 @@ class TrainConfig:
 
     def __post_init__(self):
         canonical_uris(self, ("train", "val", "output"))
+        if self.init and (self.init_weights or self.classes):
+            raise ConfigError(f"--init {self.init} starts from that package's weights and classes: "
+                              f"drop --{'init-weights' if self.init_weights else 'classes'}")
+        if self.register is not None:
+            from recog.models.named import check_name
+
+            check_name(self.register)
 
     @property
     def storage(self):

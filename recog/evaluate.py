@@ -60,9 +60,11 @@ def format_scores(m: dict) -> str:
 
 
 def default_output(model: str) -> str:
-    if not models.is_package(model):
+    """<the model package>/eval/ (a registered model's package, for models:/...)."""
+    location = None if model in models.BUILTIN_PACKAGES else models.package_location(model)
+    if location is None:
         raise ModelError(f"--output is needed to evaluate the built-in model {model!r}")
-    return storage.join(model, "eval")
+    return storage.join(location, "eval")
 
 
 def run_eval(cfg: InferConfig, label_field: str | None = None, out=None) -> dict:

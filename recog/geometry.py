@@ -1,7 +1,10 @@
 """Lines and polygons drawn on a camera's frame, given as fractions of its width and height
-(`--line gate=0,0.75,1,0.75`, `--roi ...`): parsed and checked before any work starts."""
+(`--line gate=0,0.75,1,0.75`, `--roi ...`): parsed and checked before any work starts; and the
+square a vehicle's crop is cut to (the vehicles job, recog crops, the report)."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -45,3 +48,13 @@ def parse_line(spec: str) -> tuple[str, tuple[float, float, float, float]]:
     if np.allclose(points[0], points[1]):
         raise ConfigError(f"--line {spec!r}: the two points are the same")
     return name.strip(), tuple(float(v) for v in points.reshape(-1))
+
+
+def square_box(box, size: tuple[int, int], margin: float = 0.1) -> list[int]:
+    """The box grown to a square with a margin, as the classifier's training crops are, kept inside the frame."""
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    side = max(box[2] - box[0], box[3] - box[1]) * (1 + 2 * margin)
+    side = min(side, size[0], size[1])
+    x0 = min(max(0.0, cx - side / 2), size[0] - side)
+    y0 = min(max(0.0, cy - side / 2), size[1] - side)
+    return [int(x0), int(y0), int(math.ceil(x0 + side)), int(math.ceil(y0 + side))]

@@ -76,6 +76,7 @@ class Results:
     def __init__(self, output: str, opts: StorageOptions, filesystem=None):
         import duckdb
 
+        self.output = output
         self.runs = sink.committed_runs(output, opts)
         self.datasets = table_datasets(output, opts, filesystem)
         self.con = duckdb.connect()

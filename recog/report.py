@@ -12,6 +12,7 @@ import base64
 import datetime as dt
 import html
 import io
+import shlex
 import tarfile
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from PIL import Image, ImageOps
 
 from recog import storage, video
+from recog.crops import cut_crops
 from recog.preprocess import to_rgb
 from recog.query import Results, describe_runs
 from recog.sources import clean_text
@@ -127,11 +129,9 @@ def fetch_thumbnails(rows: list[dict], opts: StorageOptions, problems: list[str]
         uri, idx = item
         out = {}
         try:
-            if rows[idx[0]]["pts_s"] is not None:  # video frames
-                for i in idx:
-                    frame = video.frame_at(uri, rows[i]["pts_s"], opts)
-                    if frame is not None:
-                        out[i] = thumbnail(frame)
+            if rows[idx[0]]["pts_s"] is not None:  # video frames, in one pass over the video
+                frames = video.frames_at(uri, [rows[i]["pts_s"] for i in idx], opts)
+                out.update((i, thumbnail(frames[rows[i]["pts_s"]])) for i in idx if rows[i]["pts_s"] in frames)
             elif rows[idx[0]]["shard"] is not None:  # members of a tar shard
                 wanted = defaultdict(list)
                 for i in idx:
@@ -286,41 +286,63 @@ def vehicles_section(results: Results, opts: StorageOptions, thumbs_per_label: i
             quoted = line.replace("'", "''")
             out += [f"<h3>{html.escape(line)} over time</h3>",
                     over_time(results, "crossings", f"line = '{quoted}'", labels, "to_timestamp(pts_s)", "seconds into the video")]
+    columns = "source_uri, camera, track_id, label, fine_label, score, first_pts_s, best_pts_s, best_box, lines"
     sample = q(f"""SELECT * FROM (
-            SELECT source_uri, camera, track_id, label, fine_label, score, first_pts_s, best_pts_s, best_box, lines,
-                   row_number() OVER (PARTITION BY label ORDER BY hash(source_uri, track_id)) AS k
+            SELECT {columns}, row_number() OVER (PARTITION BY label ORDER BY hash(source_uri, track_id)) AS k
             FROM vehicles WHERE label IS NOT NULL AND best_box IS NOT NULL) WHERE k <= {int(thumbs_per_label)}
         ORDER BY label, score""").to_pylist()
-    thumbs = fetch_crops(sample, opts, problems)
+    # per camera (the 20 with most vehicles), its least sure vehicles: what to review first
+    cameras = q("SELECT camera, count(*) AS n FROM vehicles WHERE label IS NOT NULL GROUP BY ALL ORDER BY n DESC, camera LIMIT 20").to_pylist()
+    unsure = q(f"""SELECT * FROM (
+            SELECT {columns}, row_number() OVER (PARTITION BY camera ORDER BY score, source_uri, track_id) AS k
+            FROM vehicles WHERE label IS NOT NULL AND best_box IS NOT NULL) WHERE k <= {int(thumbs_per_label)}
+        ORDER BY camera, score""").to_pylist()
+    thumbs = fetch_crops(sample + unsure, opts, problems)  # each video read once for both sheets
+
+    def caption(r: dict) -> tuple[str, str]:
+        return (f"{r['score']:.2f} ({html.escape(r['fine_label'] or '')})",
+                f"{r['camera'] or ''} {r['source_uri'].rsplit('/', 1)[-1]} t={r['best_pts_s']:.1f}s " + " ".join(r["lines"] or []))
+
     out.append(f"<h2>Vehicles by type</h2><p class='muted'>up to {thumbs_per_label} per type, their best crop, least sure first</p>")
     for lab in labels:
-        figures = [figure(thumbs.get(i), lab, labels, f"{r['score']:.2f} ({html.escape(r['fine_label'] or '')})",
-                          f"{r['camera'] or ''} {r['source_uri'].rsplit('/', 1)[-1]} t={r['best_pts_s']:.1f}s "
-                          + " ".join(r["lines"] or []))
-                   for i, r in enumerate(sample) if r["label"] == lab]
+        figures = [figure(thumbs.get(i), lab, labels, *caption(r)) for i, r in enumerate(sample) if r["label"] == lab]
         out.append(f"<h3>{html.escape(lab)}</h3><div class='sheet'>{''.join(figures)}</div>")
+    out += review_section(results, cameras, unsure, {i - len(sample): t for i, t in thumbs.items() if i >= len(sample)},
+                          labels, thumbs_per_label, caption)
+    return out
+
+
+def review_section(results: Results, cameras: list[dict], unsure: list[dict], thumbs: dict[int, str], labels: list[str],
+                   thumbs_per_label: int, caption) -> list[str]:
+    """What to review, per camera: each type's score distribution, the least sure vehicles, and the
+    command that exports them as a class-folder tree to correct (and fine-tune on)."""
+    hist: dict = defaultdict(lambda: [0] * 10)
+    for r in results.sql("SELECT camera, label, least(floor(score * 10), 9)::INT AS bin, count(*) AS n FROM vehicles "
+                         "WHERE label IS NOT NULL GROUP BY ALL").to_pylist():
+        hist[r["camera"], r["label"]][r["bin"]] = r["n"]
+    out = [f"<h2>To review</h2><p class='muted'>Per camera: how sure the model was of each type, and its {thumbs_per_label} "
+           f"least sure vehicles. <code>recog crops</code> exports them, least sure first, as a folder per type: move the "
+           f"misfiled crops, then fine-tune on the folder (README, <i>Review and fine-tune per camera</i>).</p>"]
+    for cam in cameras:
+        camera = cam["camera"]
+        name = camera if camera is not None else "(no camera)"
+        command = ["recog", "crops", results.output, "--to", f"review/{camera or 'all'}"] + \
+            (["--camera", camera] if camera is not None else []) + ["--limit", "200"]
+        out.append(f"<h3>{html.escape(name)}: {cam['n']} vehicles</h3><div class='hists'>" + "".join(
+            f"<div>{html.escape(lab)}<br>{histogram_svg(hist[camera, lab], color(lab, labels))}</div>"
+            for lab in labels if (camera, lab) in hist) + "</div>")
+        out.append(f"<pre>{html.escape(shlex.join(command))}</pre>")
+        figures = [figure(thumbs.get(i), r["label"], labels, f"{html.escape(r['label'])} {caption(r)[0]}", caption(r)[1])
+                   for i, r in enumerate(unsure) if r["camera"] == camera]
+        out.append(f"<div class='sheet'>{''.join(figures)}</div>")
     return out
 
 
 def fetch_crops(rows: list[dict], opts: StorageOptions, problems: list[str]) -> dict[int, str]:
-    """Thumbnails of vehicles: the frame of each one's best crop, cut to its box (with a margin);
-    why one could not be made goes to `problems`."""
-    def one(item: tuple[int, dict]) -> tuple[int, str | None]:
-        i, r = item
-        try:
-            frame = video.frame_at(r["source_uri"], r["best_pts_s"], opts)
-            x0, y0, x1, y1 = r["best_box"]
-            m = max(x1 - x0, y1 - y0) // 8
-            if frame is None:
-                problems.append(f"{r['source_uri']}: the video ends before {r['best_pts_s']:.2f} s")
-                return i, None
-            return i, thumbnail(frame.crop((max(0, x0 - m), max(0, y0 - m), x1 + m, y1 + m)))
-        except Exception as e:  # noqa: BLE001 - a report is still worth having without this picture
-            problems.append(f"{r['source_uri']}: {type(e).__name__}: {e}")
-            return i, None
-
-    with ThreadPoolExecutor(8) as pool:
-        return {i: t for i, t in pool.map(one, enumerate(rows)) if t}
+    """Thumbnails of vehicles: each one's best crop, cut from its video as the vehicles job cut it
+    (recog.crops); why one could not be made goes to `problems`."""
+    crops = cut_crops([(i, r["source_uri"], r["best_pts_s"], r["best_box"]) for i, r in enumerate(rows)], opts, problems)
+    return {i: thumbnail(crop) for i, (crop, _) in crops.items()}
 
 
 def build_report(results: Results, title: str, opts: StorageOptions, thumbs_per_label: int = 12,

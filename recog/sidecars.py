@@ -31,9 +31,13 @@ def sidecar_context(meta_text: str | None, time_key: str) -> tuple[str | None, d
 
 
 def label_of(record: dict, label_field: str | None = None) -> str | None:
-    """A sample's class name: its .cls text, or the key `label_field` of its .json sidecar."""
+    """A sample's class name: its .cls text, or the key `label_field` of its .json sidecar; without
+    either, for a loose image one folder below the listing's root (a class-folder tree, as `recog
+    crops` writes and `recog shards` packs), that folder's name."""
     if label_field is None:
-        return record.get("cls") or None
+        key = record.get("key") or ""
+        folder = key.split("/")[0] if record.get("shard") is None and key.count("/") == 1 else None
+        return record.get("cls") or folder
     try:
         value = json.loads(record["meta"]).get(label_field) if record.get("meta") else None
     except (ValueError, AttributeError):

@@ -34,8 +34,10 @@ from recog.errors import SubmitError
 # recog commands that run as cluster jobs -> the module in jobs/ that is their entry point
 JOB_MODULES = {"infer": "jobs.infer", "footage": "jobs.footage", "vehicles": "jobs.vehicles", "train": "jobs.train",
                "eval": "jobs.evaluate"}
-# Settings passed to the job from the submitter's environment when set: where the store is, not who you are.
-PASSED_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION")
+# Settings passed to the job from the submitter's environment when set: where the store and the
+# model registry are, not who you are.
+PASSED_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION", "MLFLOW_TRACKING_URI",
+              "MLFLOW_REGISTRY_URI")
 SECRET_WORDS = ("SECRET", "TOKEN", "PASSWORD", "PASSWD", "CREDENTIAL", "ACCESS_KEY", "SESSION", "PRIVATE")
 # What of a checkout stays home: environments, data, caches.
 EXCLUDES = [".git", ".venv", "venv", "recog-data", "*.egg-info", "__pycache__", ".pytest_cache", "*.tar", "*.mp4"]

@@ -126,9 +126,11 @@ def create(table_uri: str, schema: pa.Schema, opts: StorageOptions, properties: 
     Any number of jobs may make one table at once. Version 0 (schema, partitioning, settings and
     `properties`, one commit) is written only where there is none (`storage.write_new`): delta-rs'
     own create does not promise that, a creator that loses the race commits a second CREATE on top
-    of the winner's. A table another job made is taken as it is; properties it lacks are added (one
-    metadata commit, retried when it meets another), one it holds with another value raises
-    PropertiesDiffer."""
+    of the winner's. A table another job made is taken as it is; columns it lacks (a table an older
+    recog made: vehicles.crops_at) and properties it lacks are added (a metadata commit each, retried
+    when it meets another), a property it holds with another value raises PropertiesDiffer."""
+    from deltalake import Field
+
     properties = properties or {}
     if not exists(table_uri, opts):
         storage.write_new(storage.join(table_uri, "_delta_log", f"{0:020d}.json"),
@@ -139,6 +141,9 @@ def create(table_uri: str, schema: pa.Schema, opts: StorageOptions, properties: 
         nonlocal dtable
         if attempt:
             dtable = load(table_uri, opts)
+        have = {f.name for f in dtable.schema().fields}
+        if lacking := [f for f in delta_schema(schema) if f.name not in have]:  # older rows read them as null
+            dtable.alter.add_columns([Field.from_arrow(f) for f in lacking])
         held = dtable.metadata().configuration
         differ = {k: held[k] for k, v in properties.items() if k in held and held[k] != v}
         if differ:
@@ -147,7 +152,7 @@ def create(table_uri: str, schema: pa.Schema, opts: StorageOptions, properties: 
         if missing:
             dtable.alter.set_table_properties(missing, raise_if_not_exists=False)
 
-    _retrying(table_uri, "recording the table's properties", record)
+    _retrying(table_uri, "recording the table's columns and properties", record)
     return dtable
 
 

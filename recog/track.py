@@ -32,7 +32,7 @@ from av.video.reformatter import VideoReformatter
 
 from recog import storage, video
 from recog.detect import Detections, LearnedDetector, MotionDetector, MotionParams, stacked, working_size
-from recog.geometry import parse_line, parse_polygon
+from recog.geometry import parse_line, parse_polygon, square_box
 
 MAX_FOLLOW_S = 30.0  # a segment follows the vehicles it owns at most this long past its end
 
@@ -164,16 +164,6 @@ def heading(entry: tuple[float, float], exit_: tuple[float, float]) -> tuple[str
     degrees = math.degrees(math.atan2(dy, dx)) % 360
     words = ("right", "down-right", "down", "down-left", "left", "up-left", "up", "up-right")
     return words[int((degrees + 22.5) // 45) % 8], round(degrees, 1)
-
-
-def square_box(box, size: tuple[int, int], margin: float = 0.1) -> list[int]:
-    """The box grown to a square with a margin, as the classifier's training crops are, kept inside the frame."""
-    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-    side = max(box[2] - box[0], box[3] - box[1]) * (1 + 2 * margin)
-    side = min(side, size[0], size[1])
-    x0 = min(max(0.0, cx - side / 2), size[0] - side)
-    y0 = min(max(0.0, cy - side / 2), size[1] - side)
-    return [int(x0), int(y0), int(math.ceil(x0 + side)), int(math.ceil(y0 + side))]
 
 
 @dataclass

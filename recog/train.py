@@ -19,6 +19,7 @@ command again continues the run found in `<output>/_train/` instead of starting 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -26,6 +27,7 @@ import os
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -34,10 +36,10 @@ import pyarrow as pa
 import torch
 
 from recog import models, runtime, sources, storage, taxonomy
-from recog.config import TrainConfig
+from recog.config import BUILTIN_ARCH, TrainConfig
 from recog.errors import ConfigError, DecodeError, ModelError, StorageError
-from recog.models import ModelSpec
-from recog.models.weights import BUILTIN_WEIGHTS
+from recog.models import ModelSpec, named
+from recog.models.weights import BUILTIN_WEIGHTS, package_folder
 from recog.preprocess import Preprocessing, decode_image
 from recog.sidecars import label_of
 
@@ -52,9 +54,8 @@ def lr_at(step: int, total_steps: int, warmup_steps: int, base_lr: float) -> flo
     return base_lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def training_preprocessing(arch: str, image_size: int | None) -> Preprocessing:
-    """The architecture's preprocessing, at another input size if asked (same crop ratio)."""
-    prep = models.ARCHITECTURES[arch].preprocessing()
+def resized(prep: Preprocessing, image_size: int | None) -> Preprocessing:
+    """A preprocessing at another input size if asked (same crop ratio)."""
     if image_size is None:
         return prep
     ratio = prep.resize_size / prep.input_size
@@ -62,6 +63,17 @@ def training_preprocessing(arch: str, image_size: int | None) -> Preprocessing:
 
 
 # ---- data --------------------------------------------------------------------------------------
+
+def class_index(classes: tuple[str, ...], types: tuple[str, ...] | None) -> dict[str, int]:
+    """Which class each label trains: a class by its name, and a type by the one class of that type
+    (a fine-tune of vehicle-types on a van/ folder trains its minibus class); a type that several
+    classes share is no label (name the class)."""
+    index = {c: i for i, c in enumerate(classes)}
+    of_type: dict[str, list[int]] = {}
+    for i, t in enumerate(types or classes):
+        of_type.setdefault(t, []).append(i)
+    return {**{t: ids[0] for t, ids in of_type.items() if len(ids) == 1}, **index}
+
 
 def scan_labels(units: pa.Table, opts: storage.StorageOptions, label_field: str | None) -> Iterator[dict]:
     """Ray Data stage: the label of every readable sample (no decoding)."""
@@ -91,11 +103,11 @@ def augmentation(kind: str, size: int):
     ])
 
 
-def examples(units: pa.Table, opts: storage.StorageOptions, prep: Preprocessing, classes: list[str],
+def examples(units: pa.Table, opts: storage.StorageOptions, prep: Preprocessing, index: dict[str, int],
              label_field: str | None, augment: str | None) -> Iterator[dict]:
     """Ray Data stage: decoded (and, for training, augmented: `augment` names the kind) uint8 images
-    with class indices. Samples that do not decode or carry no known label are left out."""
-    index = {c: i for i, c in enumerate(classes)}
+    with class indices (`index`: label -> class). Samples that do not decode or carry no known
+    label are left out."""
     # Training crops at random from the full resized square; validation uses the inference crop.
     source = Preprocessing(prep.resize_size, prep.resize_size, prep.interpolation) if augment else prep
     transform = augmentation(augment, prep.input_size) if augment else None
@@ -130,9 +142,9 @@ def describe_data(cfg: TrainConfig, units: list[sources.Unit]) -> dict:
     return {"counts": dict(sorted(counts.items())), "unlabeled": unlabeled}
 
 
-def build_datasets(cfg: TrainConfig, train_units, val_units, prep: Preprocessing, classes: list[str]) -> dict:
+def build_datasets(cfg: TrainConfig, train_units, val_units, prep: Preprocessing, index: dict[str, int]) -> dict:
     """The training pipeline (decode + augment on CPU tasks) and the validation pipeline."""
-    common = {"opts": cfg.storage, "prep": prep, "classes": classes, "label_field": cfg.label_field}
+    common = {"opts": cfg.storage, "prep": prep, "index": index, "label_field": cfg.label_field}
     datasets = {"train": runtime.units_dataset(train_units).map_batches(
         examples, batch_size=1, batch_format="pyarrow", fn_kwargs={**common, "augment": cfg.augment})}
     if val_units:
@@ -152,11 +164,16 @@ def _load_state(checkpoint) -> dict:
         return torch.load(os.path.join(d, "state.pt"), map_location="cpu", weights_only=True)
 
 
-def build_network(spec: ModelSpec, cfg: TrainConfig) -> tuple[torch.nn.Module, list[torch.nn.Module]]:
-    """The architecture with its pretrained weights and a new head, and the parts of it that stay
-    frozen (`--freeze-backbone`, `--frozen-stages`): the caller keeps those in eval mode."""
-    net = models.ARCHITECTURES[spec.arch].build(len(spec.classes))
-    models.init_from(net, models.pretrained_state(spec.arch, cfg.init_weights, cfg.storage))
+def build_network(spec: ModelSpec, cfg: TrainConfig, start: ModelSpec | None = None) -> tuple[torch.nn.Module, list[torch.nn.Module]]:
+    """The architecture with its pretrained weights and a new head (or, from a package `start`, its
+    weights and its head, grown by the classes it lacks), and the parts of it that stay frozen
+    (`--freeze-backbone`, `--frozen-stages`): the caller keeps those in eval mode."""
+    arch = models.ARCHITECTURES[spec.arch]
+    net = arch.build(len(spec.classes))
+    if start is None:
+        models.init_from(net, models.pretrained_state(spec.arch, cfg.init_weights, cfg.storage))
+    else:
+        models.init_from(net, models.own_state(start, cfg.storage, like=arch.build(len(start.classes)).state_dict()))
     return net, models.frozen_modules(net, cfg.frozen_stages, cfg.freeze_backbone)
 
 
@@ -220,13 +237,14 @@ def train_loop(config: dict) -> None:
 
     logging.getLogger().setLevel(logging.WARNING)  # Ray Train's per-report INFO lines; ours are prints
     cfg, spec = TrainConfig(**config["cfg"]), ModelSpec.from_dict(config["spec"])
+    start = ModelSpec.from_dict(config["start"]) if config["start"] else None  # --init: resolved by the driver
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.manual_seed(cfg.seed + rank)
     torch.set_num_threads(config["threads"])
     device = ray.train.torch.get_device()
 
-    net, frozen = build_network(spec, cfg)
+    net, frozen = build_network(spec, cfg, start)
     steps_per_epoch = max(1, math.ceil(config["samples"] / (cfg.batch_size * world)))
     schedule = Schedule(steps_per_epoch * cfg.epochs, max(1, int(steps_per_epoch * cfg.warmup_epochs)), cfg.lr)
     start_epoch, history = 0, []
@@ -334,14 +352,24 @@ def _dataset_info(cfg: TrainConfig, units: list[sources.Unit], out) -> dict:
 
 
 def run_training(cfg: TrainConfig, out=None) -> dict:
-    """Train, checkpoint, export the package; return its model.json."""
+    """Train, checkpoint, export the package (and register it, with --register); return its model.json."""
     out = out or sys.stdout  # looked up per call: a caller may have replaced it since import
     print(f"[train] {json.dumps(cfg.to_dict())}", file=out, flush=True)
     opts = cfg.storage
     storage.check_access(cfg.train, cfg.output, opts)
+    if cfg.register:
+        named.require()  # not after an hour of training
+    start = models.resolve(cfg.init, opts=opts) if cfg.init else None  # once, here: workers never ask MLflow
+    if start is not None:
+        cfg = fine_tune_recipe(cfg, start)
+        print(f"[train] --init {cfg.init}: {start.name} {start.version}, {start.arch} at {cfg.image_size} px, classes "
+              f"{list(start.classes)}, " + (f"stem and {cfg.frozen_stages} stage(s) frozen" if cfg.frozen_stages else
+                                            "every layer trained"), file=out, flush=True)
+    cfg = dataclasses.replace(cfg, augment=cfg.augment or "photos")
     if cfg.arch not in models.ARCHITECTURES:
         raise ModelError(f"unknown architecture {cfg.arch!r}; known: {', '.join(sorted(models.ARCHITECTURES))}")
-    models.pretrained_state(cfg.arch, cfg.init_weights, opts)  # fail now, not on every worker, if it cannot load
+    if start is None:
+        models.pretrained_state(cfg.arch, cfg.init_weights, opts)  # fail now, not on every worker, if it cannot load
     train_units = training_units(cfg, cfg.train, "train")
     val_units = training_units(cfg, cfg.val, "val") if cfg.val else []
     if cfg.restart:
@@ -349,36 +377,79 @@ def run_training(cfg: TrainConfig, out=None) -> dict:
     with runtime.ray_messages("train", cfg.verbose, out):
         runtime.init_ray(cfg.ray_address, dashboard=True)
         data = _dataset_info(cfg, train_units, out)
-        classes = list(cfg.classes) if cfg.classes else sorted(data["counts"])
-        samples = sum(n for c, n in data["counts"].items() if c in classes)
-        if len(classes) < 2 or samples == 0:
-            raise StorageError(f"{cfg.train}: found {len(classes)} class(es) with {samples} labeled sample(s); "
-                               "need labels in .cls files (or --label-field) for at least two classes")
-        spec = training_spec(cfg, classes)
+        spec = training_spec(cfg, data["counts"], start)
+        index = class_index(spec.classes, spec.types)
+        samples = sum(n for label, n in data["counts"].items() if label in index)
+        if len(spec.classes) < 2 or samples == 0:
+            raise StorageError(f"{cfg.train}: found {len(spec.classes)} class(es) with {samples} labeled sample(s); "
+                               "need labels (.cls files, --label-field, or a folder per class) for at least two classes")
         _check_same_run(cfg, spec)
         t0 = time.monotonic()
-        result = fit(cfg, spec, samples, data["counts"], build_datasets(cfg, train_units, val_units, spec.preprocessing, classes),
+        class_counts = Counter()  # samples per class: a label counts for the class it trains
+        for label, n in data["counts"].items():
+            if label in index:
+                class_counts[spec.classes[index[label]]] += n
+        result = fit(cfg, spec, start, samples, class_counts, build_datasets(cfg, train_units, val_units, spec.preprocessing, index),
                      out, f"{len(train_units)} train unit(s), {len(val_units)} val unit(s)")
-    return export_package(cfg, spec, result, bool(val_units), data, time.monotonic() - t0, out)
+    package = export_package(cfg, spec, start, result, bool(val_units), data, time.monotonic() - t0, out)
+    if cfg.register:
+        version = named.register(cfg.register, cfg.output, package)
+        print(f"[train] registered as {version.name} version {version.version} in {named.tracking_uri()}: "
+              f"--model models:/{version.label}; to make it the current one, e.g.: "
+              f"recog models alias {version.name} {version.version} champion", file=out, flush=True)
+    return package
 
 
-def training_spec(cfg: TrainConfig, classes: list[str]) -> ModelSpec:
-    """The spec of the model being trained. Trained from the built-in ImageNet weights with the
-    early stages frozen, it keeps the ImageNet head beside its own (taxonomy "two-heads") and its
-    package stores only the rest (`base`)."""
+def fine_tune_recipe(cfg: TrainConfig, start: ModelSpec) -> TrainConfig:
+    """`cfg` with what the package `start` was trained as (--init): its architecture, input size,
+    frozen part, augmentation and class balance (unless given here), and its classes' types under
+    the given --types."""
+    training = models.read_package(package_folder(start), cfg.storage).get("training", {}).get("config", {})
+    if cfg.arch not in (start.arch, BUILTIN_ARCH):
+        raise ConfigError(f"--init {cfg.init} is a {start.arch} model: --arch {cfg.arch} does not apply")
+    frozen = next((n for n in (cfg.frozen_stages, training.get("frozen_stages"), start.shared_stages) if n is not None), None)
+    own = [f"{c}={t}" for c, t in zip(start.classes, start.types or start.classes) if c != t]
+    given = {pair.split("=", 1)[0] for pair in cfg.types or ()}
+    return dataclasses.replace(cfg, arch=start.arch, image_size=cfg.image_size or start.preprocessing.input_size,
+                               frozen_stages=frozen, freeze_backbone=cfg.freeze_backbone or bool(training.get("freeze_backbone")),
+                               augment=cfg.augment or training.get("augment"),
+                               balance_classes=cfg.balance_classes or bool(training.get("balance_classes")),
+                               types=tuple(p for p in own if p.split("=", 1)[0] not in given) + tuple(cfg.types or ()) or None)
+
+
+def training_spec(cfg: TrainConfig, counts: dict[str, int], start: ModelSpec | None = None) -> ModelSpec:
+    """The spec of the model being trained, its classes those of --classes or of the data (`counts`:
+    samples per label). Trained from the built-in ImageNet weights with the early stages frozen, it
+    keeps the ImageNet head beside its own (taxonomy "two-heads") and its package stores only the
+    rest (`base`). A fine-tune of a package (`start`) keeps its classes, then the labels the data
+    adds (a label that names one of its classes' types trains that class), its taxonomy, and its
+    base for as many stages as stay frozen."""
+    if start is not None:
+        known = class_index(start.classes, start.types)
+        classes = [*start.classes, *sorted(label for label in counts if label not in known)]
+    else:
+        classes = list(cfg.classes) if cfg.classes else sorted(counts)
     mapping = dict(pair.split("=", 1) for pair in cfg.types or ())
     unknown = sorted(set(mapping) - set(classes)) + sorted(set(mapping.values()) - set(taxonomy.LABELS))
     if unknown or any("=" not in pair for pair in cfg.types or ()):
         raise ConfigError(f"--types {','.join(cfg.types)}: give CLASS=TYPE pairs, classes from {', '.join(classes)}, "
                           f"types from {', '.join(taxonomy.LABELS)} (not {', '.join(unknown)})")
-    # Early stages frozen on the built-in weights: the package stores only the rest (`base` completes
-    # it). Without a not_vehicle class of its own the model also keeps the ImageNet head beside its
-    # own, on the same backbone pass, to judge vehicle or not ("two-heads"); with one it judges alone.
+    types = tuple(mapping.get(c, c) for c in classes) if mapping else None
+    name = cfg.name or cfg.output.rstrip("/").rsplit("/", 1)[-1]
+    # A model with a not_vehicle class of its own judges vehicle or not alone; without one, a model
+    # whose early stages are the built-in ImageNet weights' also keeps the ImageNet head beside its
+    # own, on the same backbone pass, for that judgement ("two-heads").
+    judges_itself = taxonomy.NOT_VEHICLE in (types or classes)
+    if start is not None:
+        # the stages frozen now are the base's as far as the package's were: those two heads can share
+        shared = min(cfg.frozen_stages or 0, start.shared_stages or 0) if start.base else 0
+        return ModelSpec(name, start.arch, tuple(classes), start.taxonomy if shared and not judges_itself else "identity",
+                         resized(start.preprocessing, cfg.image_size), weights="", version="", types=types,
+                         base=start.base if shared else None, shared_stages=shared or None)
     shares = cfg.frozen_stages is not None and cfg.init_weights is None and cfg.arch == models.BUILTIN_ARCH
-    judges_itself = taxonomy.NOT_VEHICLE in [mapping.get(c, c) for c in classes]
-    return ModelSpec(cfg.name or cfg.output.rstrip("/").rsplit("/", 1)[-1], cfg.arch, tuple(classes),
-                     "two-heads" if shares and not judges_itself else "identity", training_preprocessing(cfg.arch, cfg.image_size),
-                     weights="", version="", types=tuple(mapping.get(c, c) for c in classes) if mapping else None,
+    return ModelSpec(name, cfg.arch, tuple(classes), "two-heads" if shares and not judges_itself else "identity",
+                     resized(models.ARCHITECTURES[cfg.arch].preprocessing(), cfg.image_size),
+                     weights="", version="", types=types,
                      base=BUILTIN_WEIGHTS if shares else None, shared_stages=cfg.frozen_stages if shares else None)
 
 
@@ -391,7 +462,8 @@ def class_weights(counts: dict[str, int], classes: list[str]) -> list[float]:
     return [round(wi / mean, 4) for wi in w]
 
 
-def fit(cfg: TrainConfig, spec: ModelSpec, samples: int, counts: dict[str, int], datasets: dict, out, units: str):
+def fit(cfg: TrainConfig, spec: ModelSpec, start: ModelSpec | None, samples: int, counts: dict[str, int], datasets: dict,
+        out, units: str):
     """Run the TorchTrainer: `cfg.workers` DDP replicas, checkpoints to <output>/_train/."""
     import ray
     from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
@@ -404,7 +476,7 @@ def fit(cfg: TrainConfig, spec: ModelSpec, samples: int, counts: dict[str, int],
     os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")  # worker prints once, to stdout
     trainer = TorchTrainer(
         train_loop,
-        train_loop_config={"cfg": cfg.to_dict(), "spec": spec.to_dict(), "samples": samples,
+        train_loop_config={"cfg": cfg.to_dict(), "spec": spec.to_dict(), "start": start and start.to_dict(), "samples": samples,
                            "has_val": "val" in datasets, "threads": workers.threads,
                            "class_weights": class_weights(counts, list(spec.classes)) if cfg.balance_classes else None},
         scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=workers.use_gpu,
@@ -421,7 +493,8 @@ def fit(cfg: TrainConfig, spec: ModelSpec, samples: int, counts: dict[str, int],
     return trainer.fit()
 
 
-def export_package(cfg: TrainConfig, spec: ModelSpec, result, has_val: bool, data: dict, seconds: float, out) -> dict:
+def export_package(cfg: TrainConfig, spec: ModelSpec, start: ModelSpec | None, result, has_val: bool, data: dict,
+                   seconds: float, out) -> dict:
     """Write the best epoch (by validation accuracy, else the last) as the model package at --output."""
     best = result.get_best_checkpoint("val_acc", "max") if has_val else result.checkpoint
     state = _load_state(best)
@@ -434,8 +507,9 @@ def export_package(cfg: TrainConfig, spec: ModelSpec, result, has_val: bool, dat
         weights = {k: v.half() if v.is_floating_point() else v
                    for k, v in models.trainable_state(net, models.frozen_modules(net, spec.shared_stages)).items()}
     about = {"data_source": cfg.data_source} if cfg.data_source else {}
+    init = {"init": {"model": start.name, "version": start.version}} if start else {}  # what it was fine-tuned from
     packaged = models.save_package(cfg.output, spec, weights, {**about, "training": {
-        "config": cfg.to_dict(), "best_epoch": state["epoch"], "best": metrics, "history": history,
+        "config": cfg.to_dict(), **init, "best_epoch": state["epoch"], "best": metrics, "history": history,
         "classes_found": data["counts"], "elapsed_s": round(seconds, 1),
     }}, cfg.storage)
     acc = f", val_acc {metrics['val_acc']:.3f}" if metrics.get("val_acc") is not None else ""

@@ -26,6 +26,7 @@ from recog import video
 from recog.taxonomy import NOT_VEHICLE
 
 _TS = pa.timestamp("ms", tz="UTC")
+CROP_AT = pa.struct([("pts_s", pa.float64()), ("frame_index", pa.int64()), ("box", pa.list_(pa.int32()))])
 
 
 def _doc(name: str, type_: pa.DataType, doc: str) -> pa.Field:
@@ -56,6 +57,7 @@ VEHICLES_SCHEMA = pa.schema([
     _doc("best_pts_s", pa.float64(), "time of its best crop, seconds into the video"),
     _doc("best_frame_index", pa.int64(), "frame of its best crop"),
     _doc("best_box", pa.list_(pa.int32()), "box of its best crop in that frame, x1,y1,x2,y2 pixels"),
+    _doc("crops_at", pa.list_(CROP_AT), "where each of its crops was cut, best first: time, frame, box (recog crops cuts them again)"),
     _doc("warning", pa.string(), "why its crossings were not counted (not a vehicle, a phantom flood), if so"),
     _doc("error", pa.string(), "why there is no label (no usable crop, a video that would not decode)"),
     _doc("model", pa.string(), "classifier"),
@@ -145,6 +147,7 @@ class VehicleTables:
                              "crops": sum(1 for c in group if c["label"] is not None),
                              "best_pts_s": best["t"] if best else None, "best_frame_index": best["frame"] if best else None,
                              "best_box": best["box"] if best else None,
+                             "crops_at": [{"pts_s": c["t"], "frame_index": c["frame"], "box": c["box"]} for c in track["crops"]],
                              "warning": warning,
                              "error": next((c["error"] for c in group if c["error"]), None) if label is None else None,
                              "model": first["model"], "model_version": first["model_version"],

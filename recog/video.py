@@ -345,12 +345,24 @@ def decode_problems(seg: Segment, reached: Fraction, errors: list[str]) -> str |
     return "; ".join(problems) or None
 
 
-def frame_at(uri: str, t: float, opts: StorageOptions):
-    """The frame shown `t` seconds into the video, as a PIL image (for a report's thumbnails);
-    None when the video ends before. Seeks like a segment does: from the keyframe before `t`."""
-    start = Fraction(t).limit_denominator(1_000_000)
+def frames_at(uri: str, times, opts: StorageOptions, gap_s: float = 5.0) -> dict:
+    """The frames shown at each of `times` (seconds into the video) as PIL images, keyed by time;
+    those past the video's end are missing. One pass over the file: a seek like a segment's (to the
+    keyframe before) for each run of times closer than `gap_s`, then decoding forward."""
+    wanted = sorted(set(times))
+    found, i = {}, 0
     with open_video(uri, opts) as c:
-        for ts, frame in frames_from(c, c.streams.video[0], Segment(uri, "", start, None), [], [Fraction(0)]):
-            if ts >= start - Fraction(1, 1000):
-                return frame.to_image()
-    return None
+        while i < len(wanted):
+            start = Fraction(wanted[i]).limit_denominator(1_000_000)
+            frames = frames_from(c, c.streams.video[0], Segment(uri, "", start, None), [], [Fraction(0)])
+            for ts, frame in frames:
+                while i < len(wanted) and ts >= Fraction(wanted[i]).limit_denominator(1_000_000) - Fraction(1, 1000):
+                    found[wanted[i]] = frame.to_image()
+                    i += 1
+                if i == len(wanted) or (ts >= start and wanted[i] - ts > gap_s):  # past this seek's start
+                    break
+            else:
+                break  # the video ends before the times left
+            frames.close()
+    return found
+

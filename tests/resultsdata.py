@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pyarrow as pa
 
@@ -70,3 +71,30 @@ def commit(output, run_id, *blocks, **kw) -> tuple[sink.RunCommitter, dict]:
 def table_rows(output, name="results") -> pa.Table:
     """Every live row of one of the output's tables."""
     return table.dataset(table.load(table.uri(output, name), OPTS), sink.schema_of(name), OPTS).to_table()
+
+
+def vehicles_run(output: str, video: str, vehicles: list[dict], camera: str | None = "cam-7",
+                 start: str | None = "2026-11-03T08:00:00+00:00") -> dict:
+    """A vehicles job's run on `video` without tracking or a model: each vehicle {"track_id", "crops":
+    [(seconds, frame, box, label, score), ...]} becomes its labeled crops (one record each, as the
+    predictor emits them) and the tables the job commits (the vehicle's label: the crops' vote)."""
+    from recog.vehicles import VehicleTables
+
+    rows = []
+    for v in vehicles:
+        track = {"track_id": v["track_id"], "first_t": v["crops"][0][0], "last_t": v["crops"][-1][0], "first_frame": 0,
+                 "last_frame": 0, "frames_seen": 10, "entry": [0.5, 0.9], "exit": [0.5, 0.1], "direction": "up",
+                 "heading_deg": 270.0, "suspect": False, "crossings": [],
+                 "crops": [{"quality": 1.0, "t": t, "frame": f, "box": box} for t, f, box, _, _ in v["crops"]]}
+        rows += [{"unit_id": "u1", "record": len(rows) + i, "end": False, "source_uri": video, "key": f"v#{v['track_id']}",
+                  "meta": json.dumps(track), "camera": camera, "error": None, "label": label, "score": score,
+                  "topk_labels": [label], "topk_scores": [score], "model": "vehicle-types", "model_version": "abc"}
+                 for i, (_, _, _, label, score) in enumerate(v["crops"])]
+    segment = {"source_uri": video, "camera": camera, "recorded_at": start, "error": None}
+    rows.append({**rows[0], "record": len(rows), "end": True, "key": None, "meta": json.dumps(segment), "label": None,
+                 "score": None, "topk_labels": None, "topk_scores": None})
+    run_id = sink.new_run_id()
+    tables = VehicleTables("motion", "d1")
+    run = sink.RunCommitter(output, run_id, OPTS, names=tables.names)
+    run.add(sink.write_units(pa.Table.from_pylist(rows), output, run_id, OPTS, tables))
+    return run.finish({"job": "vehicles", "status": "committed", "model": {"name": "vehicle-types", "version": "abc"}}, "d")[1]

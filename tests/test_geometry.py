@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from recog.errors import ConfigError
-from recog.geometry import parse_line, parse_points
+from recog.geometry import parse_line, parse_points, square_box
 
 
 def test_a_line_and_a_region_parse_to_fractions_of_the_frame():
@@ -30,3 +30,8 @@ def test_a_bad_line_says_what_is_wrong(spec, message):
 def test_a_bad_polygon_says_what_is_wrong(text, message):
     with pytest.raises(ConfigError, match=message):
         parse_points(text, "--roi", 3)
+
+
+def test_a_crop_is_a_square_with_a_margin_inside_the_frame():
+    assert square_box((10, 10, 50, 30), (100, 80)) == [6, 0, 54, 48]
+    assert square_box((90, 70, 100, 80), (100, 80)) == [88, 68, 100, 80]  # kept inside the frame

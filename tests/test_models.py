@@ -198,3 +198,42 @@ def test_a_predictor_imports_neither_timm_nor_torchvision():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
+
+
+def test_a_registered_version_is_its_package_and_names_the_rows_it_labels(tmp_path, monkeypatch):
+    """MLflow's registry on a real SQLite store: a version points at the package where it lies (the
+    built-in one here), an alias at a version; resolving one gives the package's spec under the
+    registered name, and the training run is logged with its parameters and each epoch's metrics."""
+    from recog.models import named
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    package = str(models.BUILTIN_PACKAGES["vehicle-types"])
+    body = models.read_package(package, OPTS)
+    assert named.register("cam-7", package, body) == named.Version("cam-7", "1", package)
+    named.set_alias("cam-7", "1", "champion")
+    spec = models.resolve("models:/cam-7@champion")
+    assert spec.name == "cam-7/1" and spec.version == body["version"] and spec.weights == f"{package}/weights.pt"
+    assert models.resolve("models:/cam-7/1") == spec and models.package_location("models:/cam-7/1") == package
+    (row,) = named.versions()
+    assert (row["name"], row["version"], row["aliases"], row["model_version"]) == ("cam-7", 1, "champion", body["version"])
+    client = named._client()
+    run_id = client.get_model_version("cam-7", "1").run_id
+    assert client.get_run(run_id).data.params["frozen_stages"] == "6"
+    assert len(client.get_metric_history(run_id, "val_acc")) == len(body["training"]["history"])
+    with pytest.raises(ModelError, match="has no alias 'prod'; its aliases: champion -> version 1"):
+        models.resolve("models:/cam-7@prod")
+    with pytest.raises(ModelError, match="cam-8/1: not in the model registry"):
+        models.resolve("models:/cam-8/1")
+    with pytest.raises(ModelError, match="models:/NAME@ALIAS or models:/NAME/VERSION"):
+        models.resolve("models:/cam-7")
+
+
+def test_without_mlflow_a_named_model_says_what_to_install(monkeypatch):
+    from recog.errors import ConfigError
+    from recog.models import named
+
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # as if the extra were not installed
+    with pytest.raises(ConfigError, match=r"pip install 'recog\[mlflow\]'"):
+        models.resolve("models:/cam-7@champion")
+    with pytest.raises(ConfigError):
+        named.require()

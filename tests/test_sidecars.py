@@ -20,3 +20,13 @@ def test_camera_and_time_from_a_json_sidecar():
     assert sidecar_context(text, "start") == ("7", dt.datetime(2026, 11, 3, 7, 0, tzinfo=dt.timezone.utc))
     assert sidecar_context('{"timestamp": "yesterday"}', "timestamp") == (None, None)
     assert sidecar_context("[1, 2]", "start") == (None, None) and sidecar_context("{not json", "start") == (None, None)
+
+
+def test_a_loose_image_in_a_class_folder_is_labeled_by_the_folder():
+    image = {"cls": None, "meta": None, "shard": None}
+    assert label_of({**image, "key": "van/cam-7_20261103T080001Z_12"}) == "van"
+    assert label_of({**image, "key": "van/x", "cls": "car"}) == "car"  # the sidecar says
+    assert label_of({**image, "key": "x"}) is None  # not in a class folder
+    assert label_of({**image, "key": "2026/van/x"}) is None  # deeper: not a class-folder tree
+    assert label_of({**image, "key": "van/x", "shard": "s.tar"}) is None  # a shard's member names are not labels
+    assert label_of({**image, "key": "van/x"}, "type") is None  # --label-field: the .json alone

@@ -184,3 +184,13 @@ def test_purge_deletes_old_days_of_one_camera_and_their_files(tmp_path):
     assert sorted(zip(left.column("camera").to_pylist(), map(str, left.column("date").to_pylist()))) == \
         [("g1", "2023-11-15"), ("g2", "2023-11-14")]
     assert len(list((tmp_path / "results").rglob("*.parquet"))) == 2  # the purged file is gone from storage
+
+
+def test_a_table_made_before_a_column_was_added_gets_it(tmp_path):
+    from recog.vehicles import VEHICLES_SCHEMA
+
+    uri = str(tmp_path / "vehicles")
+    table.create(uri, pa.schema([f for f in VEHICLES_SCHEMA if f.name != "crops_at"]), OPTS)  # as an older recog made it
+    dtable = table.create(uri, VEHICLES_SCHEMA, OPTS)
+    assert "crops_at" in {f.name for f in dtable.schema().fields} and dtable.version() == 1
+    assert table.create(uri, VEHICLES_SCHEMA, OPTS).version() == 1  # nothing left to add: no commit

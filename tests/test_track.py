@@ -10,7 +10,7 @@ import pytest
 
 from recog import video
 from recog.storage import StorageOptions
-from recog.track import LineCounter, TrackingSettings, heading, square_box, track_segment
+from recog.track import LineCounter, TrackingSettings, heading, track_segment
 from tests.videodata import traffic_video
 
 OPTS = StorageOptions()
@@ -54,11 +54,9 @@ def test_anchors_beyond_the_ends_of_the_line_do_not_count():
     assert crossings(short, [80, 70, 40, 30]) == []  # x = 50 is past the line's right end (x = 40)
 
 
-def test_headings_and_crops():
+def test_headings():
     assert heading((0.5, 0.9), (0.5, 0.2)) == ("up", 270.0) and heading((0.1, 0.1), (0.9, 0.9))[0] == "down-right"
     assert heading((0.5, 0.5), (0.505, 0.5)) == ("still", None)
-    assert square_box((10, 10, 50, 30), (100, 80)) == [6, 0, 54, 48]  # a square with a margin
-    assert square_box((90, 70, 100, 80), (100, 80)) == [88, 68, 100, 80]  # kept inside the frame
 
 
 def test_one_vehicle_driving_down_is_counted_once_with_its_crop(tmp_path):

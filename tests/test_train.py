@@ -10,7 +10,7 @@ import torch
 from recog import models
 from recog.config import TrainConfig
 from recog.storage import StorageOptions
-from recog.train import build_network, lr_at, training_preprocessing
+from recog.train import build_network, class_index, fine_tune_recipe, lr_at, resized, training_spec
 
 OPTS = StorageOptions()
 
@@ -22,9 +22,9 @@ def test_learning_rate_warms_up_then_decays_to_zero():
 
 
 def test_training_size_keeps_the_crop_ratio():
-    prep = training_preprocessing("efficientnet_lite0", 96)
+    prep = resized(models.ARCHITECTURES["efficientnet_lite0"].preprocessing(), 96)
     assert (prep.input_size, prep.resize_size, prep.interpolation) == (96, 110, "bicubic")
-    assert training_preprocessing("resnet18", None).input_size == 224
+    assert resized(prep, None) is prep
 
 
 def test_a_new_head_on_the_pretrained_backbone():
@@ -43,10 +43,36 @@ def test_a_new_head_on_the_pretrained_backbone():
 
 
 def test_a_frozen_backbone_trains_the_head_alone_and_frozen_stages_the_tail():
-    spec = models.ModelSpec("x", "efficientnet_lite0", ("a", "b"), "identity", training_preprocessing("efficientnet_lite0", 64), "", "")
+    spec = models.ModelSpec("x", "efficientnet_lite0", ("a", "b"), "identity", resized(models.ARCHITECTURES["efficientnet_lite0"].preprocessing(), 64), "", "")
     net, frozen = build_network(spec, TrainConfig(train="t", output="o", freeze_backbone=True))
     assert [n for n, p in net.named_parameters() if p.requires_grad] == ["classifier.weight", "classifier.bias"]
     assert frozen and all(not p.requires_grad for m in frozen for p in m.parameters())
     net, frozen = build_network(spec, TrainConfig(train="t", output="o", frozen_stages=6))
     trainable = {n.split(".")[0] + ("." + n.split(".")[1] if n.startswith("blocks.") else "") for n, p in net.named_parameters() if p.requires_grad}
     assert trainable == {"blocks.6", "conv_head", "bn2", "classifier"}
+
+
+def test_a_label_trains_the_class_of_that_name_or_the_one_class_of_that_type():
+    classes, types = ("bike", "car", "juggernaut", "minibus", "truck"), ("motorcycle", "car", "truck", "van", "truck")
+    index = class_index(classes, types)
+    assert index["van"] == index["minibus"] == 3 and index["motorcycle"] == 0 and index["truck"] == 4
+    assert "bus" not in index and class_index(("a", "b"), None) == {"a": 0, "b": 1}
+
+
+def test_a_fine_tune_of_the_shipped_model_takes_its_recipe_and_keeps_its_head():
+    start = models.resolve("vehicle-types")
+    cfg = fine_tune_recipe(TrainConfig(train="t", output="o/cam-7", init="vehicle-types"), start)
+    assert (cfg.arch, cfg.image_size, cfg.frozen_stages) == (start.arch, start.preprocessing.input_size, start.shared_stages)
+    # the data's new labels become classes after the package's; a type of one class trains that class
+    spec = training_spec(cfg, {"car": 5, "van": 3, "not_vehicle": 4}, start)
+    assert spec.classes == (*start.classes, "not_vehicle") and spec.types == (*start.types, "not_vehicle")
+    assert (spec.taxonomy, spec.base, spec.shared_stages) == (start.taxonomy, start.base, start.shared_stages)
+    assert training_spec(fine_tune_recipe(TrainConfig(train="t", output="o", init="x", frozen_stages=0), start),
+                         {"car": 1}, start).base is None  # every stage trained: nothing shared with the base
+    net, frozen = build_network(spec, cfg, start)
+    own = models.own_state(start, OPTS, like=models.ARCHITECTURES[start.arch].build(len(start.classes)).state_dict())
+    head = net.state_dict()["classifier.weight"]
+    assert torch.equal(head[:len(start.classes)], own["classifier.weight"])  # its classes as the package knew them
+    assert head[len(start.classes):].abs().max() < 0.1  # the new class starts small
+    assert torch.equal(net.state_dict()["blocks.6.0.conv_pw.weight"], own["blocks.6.0.conv_pw.weight"])
+    assert len(frozen) == 2 + start.shared_stages

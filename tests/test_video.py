@@ -158,12 +158,14 @@ def test_videos_are_grouped_with_their_sidecars_and_segmented():
     assert {u.params["camera"] for u in units} == {"c1"} and len({u.unit_id for u in units}) == 3
 
 
-def test_frame_at_returns_the_frame_shown_at_that_time(tmp_path):
+def test_frames_at_returns_the_frames_shown_at_those_times_in_one_pass(tmp_path):
     import numpy as np
 
     path = encode_video(tmp_path / "v.mp4", frames=50, fps=10, gop=12, size=(64, 48))
-    for t, index in ((0.0, 0), (2.05, 21), (4.9, 49)):  # the first frame at or after t
-        img = video.frame_at(str(path), t, StorageOptions())
-        assert img.size == (64, 48)
-        assert abs(float(np.asarray(img).mean()) - (index * 7) % 256) < 4  # frame i is grey (7 i) % 256
-    assert video.frame_at(str(path), 9.0, StorageOptions()) is None
+    # the first frame at or after each time; 4.9 s is more than gap_s after 2.05 s: a second seek
+    wanted = {0.0: 0, 0.3: 3, 2.05: 21, 4.9: 49}
+    frames = video.frames_at(str(path), [4.9, 0.0, 2.05, 0.3, 9.0], StorageOptions(), gap_s=1.0)
+    assert set(frames) == set(wanted)  # 9.0 s is past the end
+    for t, index in wanted.items():
+        assert frames[t].size == (64, 48)
+        assert abs(float(np.asarray(frames[t]).mean()) - (index * 7) % 256) < 4  # frame i is grey (7 i) % 256

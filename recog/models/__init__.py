@@ -8,6 +8,7 @@ actors, which `build` the network. Weights are always loaded with `weights_only=
 - `registry`: the architectures and the spec (facts only, no I/O);
 - `weights`: checkpoints and model packages on storage (built-in weights, `model.json` + `weights.pt`);
 - `builder`: `resolve` a name or package into a spec, `build` the network of a spec;
+- `named`: packages registered in MLflow's model registry (models:/NAME@ALIAS), `recog train --register`;
 - `finetune`: the starting point of a fine-tune (pretrained weights, a new head);
 - `classifier`: a built model on a device (uint8 pixels -> probabilities), and its batch probe.
 
@@ -18,12 +19,12 @@ hashes) without it; what needs torch (`build`, the fine-tune helpers) loads on f
 import importlib
 
 from recog.errors import ModelError
-from recog.models.builder import resolve
+from recog.models.builder import package_location, resolve
 from recog.models.registry import ARCHITECTURES, BUILTIN_ARCH, BUILTIN_PACKAGES, DEFAULT_MODEL, ModelSpec, imagenet_classes, is_package
 from recog.models.weights import read_package, save_package, state_dict_from_bytes
 
-_NEED_TORCH = {"build": "builder", "frozen_modules": "finetune", "init_from": "finetune", "pretrained_state": "finetune",
-               "trainable_state": "finetune"}
+_NEED_TORCH = {"build": "builder", "own_state": "builder", "frozen_modules": "finetune", "init_from": "finetune",
+               "pretrained_state": "finetune", "trainable_state": "finetune"}
 
 
 def __getattr__(name: str):
@@ -34,5 +35,5 @@ def __getattr__(name: str):
 
 
 __all__ = ["ARCHITECTURES", "BUILTIN_ARCH", "BUILTIN_PACKAGES", "DEFAULT_MODEL", "ModelError", "ModelSpec", "build",
-           "frozen_modules", "imagenet_classes", "init_from", "is_package", "pretrained_state", "read_package", "resolve",
-           "save_package", "state_dict_from_bytes", "trainable_state"]
+           "frozen_modules", "imagenet_classes", "init_from", "is_package", "own_state", "package_location", "pretrained_state",
+           "read_package", "resolve", "save_package", "state_dict_from_bytes", "trainable_state"]

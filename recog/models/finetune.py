@@ -7,6 +7,7 @@ from torch import nn
 
 from recog.errors import ModelError
 from recog.models import weights
+from recog.models.builder import own_state
 from recog.models.registry import ARCHITECTURES, BUILTIN_ARCH, is_package
 from recog.storage import StorageOptions
 
@@ -17,21 +18,25 @@ def pretrained_state(arch: str, weights_uri: str | None, opts: StorageOptions) -
     if weights_uri is None and arch != BUILTIN_ARCH:
         return None
     if weights_uri is not None and is_package(weights_uri) and not weights_uri.endswith((".pt", ".pth")):
-        spec = weights.package_spec(weights_uri, opts)
-        return weights.load_state(spec.weights, opts)
+        spec = weights.package_spec(weights_uri, opts)  # all of it, also where it stores only a fine-tune's tail
+        return own_state(spec, opts, like=ARCHITECTURES[spec.arch].build(len(spec.classes)).state_dict())
     uri = weights_uri or weights.BUILTIN_WEIGHTS
     return weights.load_state(uri, opts, like=ARCHITECTURES[arch].build(1000).state_dict())
 
 
 def init_from(net: nn.Module, state: dict[str, torch.Tensor] | None) -> list[str]:
     """Load every tensor of `state` whose name and shape fit `net`; return the names of the
-    parameters left as initialised (the new classifier head, for a pretrained backbone).
+    parameters left as initialised (the new classifier head, for a pretrained backbone). A head
+    with more classes than `state`'s (a fine-tune of a package whose data adds classes, at the end)
+    keeps the rows of the classes it had; only the new rows start afresh.
 
     A new linear head on a pretrained backbone starts small (std 0.01, zero bias), so the first
     loss is near chance: timm's init draws it from +-1/sqrt(classes), which for 3 classes gives
     logits with std ~7 and a first loss ~10 that a short fine-tune spends its steps undoing."""
     own = net.state_dict()
     fitting = {k: v for k, v in (state or {}).items() if k in own and own[k].shape == v.shape}
+    grown = {k: v for k, v in (state or {}).items()
+             if k in own and k not in fitting and v.ndim and own[k].shape[1:] == v.shape[1:] and own[k].shape[0] > v.shape[0]}
     net.load_state_dict(fitting, strict=False)
     if fitting:
         for name, module in net.named_modules():
@@ -39,6 +44,9 @@ def init_from(net: nn.Module, state: dict[str, torch.Tensor] | None) -> list[str
                 nn.init.normal_(module.weight, std=0.01)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
+    with torch.no_grad():
+        for k, v in grown.items():
+            own[k][:len(v)] = v  # a state dict's tensors are the network's own
     return [name for name, _ in net.named_parameters() if name not in fitting]
 
 

@@ -110,5 +110,5 @@ class ModelSpec:
 
 
 def is_package(model: str) -> bool:
-    """A model given as a folder (path or URI) rather than a registered name."""
-    return ("/" in model or model.startswith(".")) and model not in BUILTIN_PACKAGES
+    """A model given as a folder (path or URI) rather than a name, built in or (models:/...) in MLflow's registry."""
+    return ("/" in model or model.startswith(".")) and model not in BUILTIN_PACKAGES and not model.startswith("models:/")

@@ -122,3 +122,8 @@ def package_spec(uri: str, opts: StorageOptions) -> ModelSpec:
     if version_of(read_weights(weights, opts)) != spec.version:
         raise ModelError(f"{weights} does not match the version in {PACKAGE_SPEC} (a half-written package?)")
     return dataclasses.replace(spec, weights=weights)
+
+
+def package_folder(spec: ModelSpec) -> str:
+    """Where the package of a spec `package_spec` made lies (its weights' URI is the package's own)."""
+    return spec.weights.rsplit("/", 1)[0]

@@ -165,6 +165,16 @@ def matrix(r: Path) -> list[tuple[list[str], str]]:
         (["train", "--train", str(r / "photos"), "--output", out, "--arch", "vgg"], "unknown architecture 'vgg'"),
         (["train", "--train", str(r / "photos"), "--output", out, "--epochs", "0"], "--epochs: must be at least 1"),
         (["eval", "--model", "no-such-model", "--data", str(r / "photos"), "--output", out], "unknown model"),
+        (["train", "--train", str(r / "photos"), "--output", out, "--init", "no-such-model"], "unknown model 'no-such-model'"),
+        (["train", "--train", str(r / "photos"), "--output", out, "--init", "vehicle-types", "--classes", "a,b"], "drop --classes"),
+        (["train", "--train", str(r / "photos"), "--output", out, "--register", "cam/7"], "a model name is letters"),
+        # review and named models
+        (["crops", NO_SUCH, "--to", out], "no recog tables here"),
+        (["crops", NO_SUCH, "--to", out, "--since", "today"], "must be a day YYYY-MM-DD or a time"),
+        (["crops", NO_SUCH, "--to", out, "--since", "2026-02-01", "--until", "2026-01-01"], "is not before --until"),
+        (["crops", NO_SUCH, "--to", out, "--max-score", "2"], "must be between 0 and 1"),
+        (["models", "alias", "cam-7", "three", "champion"], "a model's name, a version number and an alias"),
+        (["models", "list", "cam/7"], "a model name is letters"),
         # the results
         (["query", NO_SUCH, "SELECT 1"], "no recog tables here"),
         (["summary", str(r / "photos")], "no recog tables here"),
