@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import random
 
 import pyarrow.parquet as pq
 import pytest
 
-from recog import pipeline, sink, storage, table
+from recog import models, pipeline, sink, storage, table
 from recog.config import InferConfig
 from recog.errors import ConfigError
 from recog.media import UNIT_PROPERTY
@@ -114,42 +113,35 @@ def test_a_unit_size_another_job_records_first_is_taken_or_refused(tmp_path, ray
     assert manifest["config"]["images_per_unit"] == 2 and manifest["summary"]["rows"] == 3
 
 
-def test_default_model_does_best_on_the_real_vehicle_photos(shared_data, bucket, opts, ray_local, capsys):
-    """Vehicle-type accuracy through the whole chain on ../shared/data, for the ImageNet labels
-    summed into types (efficientnet_lite0) and for the default (vehicle-types, two heads): the
-    default must do best overall and no worse on any of the three sets."""
+def test_the_default_model_labels_the_real_photos_by_its_own_top_class(shared_data, bucket, opts, ray_local, capsys):
+    """The default model through the whole chain on ../shared/data's photos (every ImageNet vehicle
+    photo, 20 Zenodo val crops a class, 60 CIFAR cars and trucks): `label` is the type of the
+    model's own top class on every row (the label policy keeps what the model knows), and the
+    types are right about as often as recog/dataset/evaluate.py measures on the whole sets."""
     with open(shared_data / "photos" / "labels.csv") as f:
         photos = list(csv.DictReader(f))
     rng = random.Random(0)
     chosen = [p for p in photos if p["source"] == "imagenet"]
-    chosen += [p for p in photos if p["source"] == "zenodo" and "/val/" in p["path"]]
-    chosen += rng.sample([p for p in photos if p["source"] == "cifar10"], 400)
+    for cls in sorted({p["fine_label"] for p in photos if p["source"] == "zenodo"}):
+        chosen += [p for p in photos if p["source"] == "zenodo" and "/val/" in p["path"] and p["fine_label"] == cls][:20]
+    chosen += rng.sample([p for p in photos if p["source"] == "cifar10"], 60)
     samples = [[(f"{i:05d}.jpg", (shared_data / p["path"]).read_bytes()), (f"{i:05d}.cls", p["vehicle_type"].encode()),
                 (f"{i:05d}.json", json.dumps({"source": p["source"]}).encode())] for i, p in enumerate(chosen)]
-    for n in range(4):
-        members = [m for sample in samples[n::4] for m in sample]
-        storage.write_bytes(f"{bucket}/photos/shard-{n}.tar", tar_shard(members), opts)
+    for n in range(2):
+        storage.write_bytes(f"{bucket}/photos/shard-{n}.tar", tar_shard([m for sample in samples[n::2] for m in sample]), opts)
+    cfg = InferConfig(input=f"{bucket}/photos/", output=f"{bucket}/results")
+    manifest = run_inference(cfg)
+    rows = read_run(cfg.output, manifest, opts)
+    assert len(rows) == len(chosen) and not any(r["error"] for r in rows)
+    types = dict(zip(manifest["model"]["class_names"], models.resolve(cfg.model).types or manifest["model"]["class_names"]))
+    assert all(r["label"] == types[r["topk_labels"][0]] for r in rows)
     accuracy = {}
-    for model in ("efficientnet_lite0", None):
-        cfg = InferConfig(input=f"{bucket}/photos/", output=f"{bucket}/results-{model}")
-        manifest = run_inference(cfg if model is None else dataclasses.replace(cfg, model=model))
-        rows = read_run(cfg.output, manifest, opts)
-        assert len(rows) == len(chosen) and not any(r["error"] for r in rows)
-        name = manifest["model"]["name"] if model else f"{manifest['model']['name']} (default)"
-        accuracy[name] = {}
-        for source in ("imagenet", "zenodo", "cifar10"):
-            hits = [r["label"] == r["cls"] for r in rows if json.loads(r["meta"])["source"] == source]
-            accuracy[name][source] = (sum(hits), len(hits))
+    for source in ("imagenet", "zenodo", "cifar10"):
+        hits = [r["label"] == r["cls"] for r in rows if json.loads(r["meta"])["source"] == source]
+        accuracy[source] = sum(hits) / len(hits)
     with capsys.disabled():
-        for name, by_source in accuracy.items():
-            print(f"\nvehicle-type accuracy of {name}:", ", ".join(f"{s} {h}/{n} = {h / n:.1%}" for s, (h, n) in by_source.items()))
-    today, default = accuracy.values()
-    assert list(accuracy)[1] == "vehicle-types (default)"
-    assert default["imagenet"][0] >= 21 and today["imagenet"][0] >= 21  # 23/24 measured for both
-    assert default["zenodo"][0] / default["zenodo"][1] > 0.8  # 0.84 measured (0.42 for the ImageNet labels)
-    for source in today:  # no worse on any set: CIFAR's 32 px cars are a near tie (0.37 vs 0.36), hence 1 % slack
-        assert default[source][0] >= today[source][0] - 0.01 * today[source][1], source
-    assert sum(h for h, _ in default.values()) > sum(h for h, _ in today.values())
+        print("\nvehicle-type accuracy of the default model: " + ", ".join(f"{s} {a:.1%}" for s, a in accuracy.items()))
+    assert accuracy["zenodo"] >= 0.9 and accuracy["cifar10"] >= 0.75 and accuracy["imagenet"] >= 0.75
 
 
 def test_decoding_on_the_predictor_gives_the_same_labels(shared_data, bucket, opts, ray_local):
