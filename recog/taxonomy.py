@@ -8,9 +8,9 @@ twice what 50 classes of 1000 get by chance), else `not_vehicle`. The bar sits l
 or blurred crops spread their mass thinly. A model fine-tuned on vehicle types (`recog train`)
 has its own classes; those map to themselves.
 
-Mapping choices worth knowing (they follow ../shared/data/photos/labels.csv where it has a say):
-ambulance and police van are vans; moving van, fire engine and tow truck are trucks; minibus is
-a bus; station wagon, jeep, limousine, cab and the car parts "car wheel" and "grille" are cars;
+Mapping choices worth knowing (they follow the traffic taxonomy below, TRAFFIC_TYPES): ambulance,
+police van and minibus are vans; moving van, fire engine and tow truck are trucks; minivan (an MPV),
+station wagon, jeep, limousine, cab and the car parts "car wheel" and "grille" are cars;
 mopeds and scooters are motorcycles; tandem, tricycle and unicycle are bicycles. Exotic classes
 that a road camera's low-resolution view of an ordinary vehicle resembles are folded into that
 type: amphibian (an amphibious car) is a car, half track a truck, snowmobile a motorcycle.
@@ -73,12 +73,13 @@ IMAGENET_VEHICLES: dict[int, str] = {
     751: "car",  # racer
     817: "car",  # sports car
     408: "car",  # amphibian (an amphibious car)
+    656: "car",  # minivan (an MPV)
     # pickups
     717: "pickup",  # pickup
     # vans
     407: "van",  # ambulance
-    656: "van",  # minivan
     734: "van",  # police van
+    654: "van",  # minibus
     757: "van",  # recreational vehicle
     # trucks
     555: "truck",  # fire engine
@@ -89,7 +90,6 @@ IMAGENET_VEHICLES: dict[int, str] = {
     867: "truck",  # trailer truck
     586: "truck",  # half track
     # buses
-    654: "bus",  # minibus
     779: "bus",  # school bus
     874: "bus",  # trolleybus
     # two wheelers

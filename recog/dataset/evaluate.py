@@ -24,7 +24,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from recog.storage import canonical
-from recog.taxonomy import NOT_VEHICLE, TRAFFIC_TYPES
+from recog.taxonomy import IMAGENET_VEHICLES, NOT_VEHICLE, TRAFFIC_TYPES
 
 SIZES = ((0, 24, "< 24 px"), (24, 48, "24-48 px"), (48, 96, "48-96 px"), (96, 10**9, "> 96 px"))
 
@@ -86,9 +86,9 @@ def evaluate(traffic: Path, model: str, photos: Path | None, split: str = "test"
         imagenet = {}
         if photos is not None:
             imagenet_rows = label_rows(photos / "imagenet", model, str(Path(tmp) / "imagenet"))
-            with open(photos / "labels.csv", newline="") as f:
-                truth = {canonical(str(photos.parent / r["path"])): r["vehicle_type"] for r in csv.DictReader(f)
-                         if r["source"] == "imagenet"}
+            with open(photos / "labels.csv", newline="") as f:  # typed by the taxonomy, from their ImageNet class
+                truth = {canonical(str(photos.parent / r["path"])): IMAGENET_VEHICLES[int(r["split_or_index"])]
+                         for r in csv.DictReader(f) if r["source"] == "imagenet"}
             imagenet = {uri: (truth[uri], r) for uri, r in imagenet_rows.items() if uri in truth}
     sets, sizes = Tally(), Tally()
     said = defaultdict(Counter)  # what vehicles and non-vehicles were called

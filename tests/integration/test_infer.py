@@ -15,6 +15,7 @@ from recog.errors import ConfigError
 from recog.media import UNIT_PROPERTY
 from recog.pipeline import run_inference
 from recog.sink import OUTPUT_SCHEMA
+from recog.taxonomy import IMAGENET_VEHICLES
 from tests.imagedata import jpeg, png, tar_shard
 
 
@@ -125,7 +126,10 @@ def test_the_default_model_labels_the_real_photos_by_its_own_top_class(shared_da
     for cls in sorted({p["fine_label"] for p in photos if p["source"] == "zenodo"}):
         chosen += [p for p in photos if p["source"] == "zenodo" and "/val/" in p["path"] and p["fine_label"] == cls][:20]
     chosen += rng.sample([p for p in photos if p["source"] == "cifar10"], 60)
-    samples = [[(f"{i:05d}.jpg", (shared_data / p["path"]).read_bytes()), (f"{i:05d}.cls", p["vehicle_type"].encode()),
+    def truth(p: dict) -> str:  # an ImageNet photo is typed by the taxonomy from its class
+        return IMAGENET_VEHICLES[int(p["split_or_index"])] if p["source"] == "imagenet" else p["vehicle_type"]
+
+    samples = [[(f"{i:05d}.jpg", (shared_data / p["path"]).read_bytes()), (f"{i:05d}.cls", truth(p).encode()),
                 (f"{i:05d}.json", json.dumps({"source": p["source"]}).encode())] for i, p in enumerate(chosen)]
     for n in range(2):
         storage.write_bytes(f"{bucket}/photos/shard-{n}.tar", tar_shard([m for sample in samples[n::2] for m in sample]), opts)

@@ -95,8 +95,14 @@ def test_truncated_video_says_where_its_data_stops_and_is_no_vehicle(tmp_path, r
     assert "Errno" not in errors["cut-index-last.mp4"] and str(clips) not in errors["cut-index-last.mp4"]
     vehicles = results.sql("SELECT frames_seen FROM vehicles WHERE track_id IS NOT NULL").column("frames_seen").to_pylist()
     assert vehicles and min(vehicles) >= 4  # bug 3: no track seen in a frame or two (0.3 s at 12.5 fps)
+    # and a track whose crops the model calls background is flagged, and none of its crossings counts
+    (phantoms,) = results.sql("SELECT count(*) AS n, count(warning) AS flagged FROM vehicles WHERE label = 'not_vehicle'").to_pylist()
+    assert phantoms["n"] == phantoms["flagged"]
+    assert results.sql("SELECT count(*) AS n FROM crossings c JOIN vehicles v USING (track_id) "
+                       "WHERE v.label = 'not_vehicle'").to_pylist() == [{"n": 0}]
     closing = next(line for line in out.splitlines() if " vehicle(s), " in line)
-    assert closing.startswith(f"[recog] {len(vehicles)} vehicle(s), ") and "2 video(s) or segment(s) with errors" in closing  # bug 8
+    assert closing.startswith(f"[recog] {len(vehicles) - phantoms['n']} vehicle(s), ")  # bug 8: not the error rows
+    assert "2 video(s) or segment(s) with errors" in closing
 
 
 # ---- 6: output piped into a reader that stops early ------------------------------------------------
