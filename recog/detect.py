@@ -146,8 +146,9 @@ class MotionDetector:
         self.block = block
         if self.background is None:
             return img
-        grey = img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
-        ratio = self.background / (grey[::4, ::4].astype(np.float32) + 1.0)
+        sample = img[::4, ::4]  # the grey of every 4th pixel, not every pixel's grey subsampled: the same values
+        grey = sample if sample.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(sample), cv2.COLOR_BGR2GRAY)
+        ratio = self.background / (grey.astype(np.float32) + 1.0)
         use = self.sample.copy()
         if self.last_mask is not None:
             still = self.last_mask[::4, ::4] == 0
@@ -180,7 +181,9 @@ class MotionDetector:
         cv2, p = self.cv2, self.p
         foreground = cv2.countNonZero(fg) / self.roi_pixels
         fg = cv2.morphologyEx(cv2.morphologyEx(fg, cv2.MORPH_OPEN, self.k_open), cv2.MORPH_CLOSE, self.k_close)
-        _, _, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
+        # Grana's block-based labelling: the same components in the same order as the default
+        # (Spaghetti), in a third of its time here on 320x240 masks (bench/vehicles.py)
+        _, _, stats, _ = cv2.connectedComponentsWithStatsWithAlgorithm(fg, 8, cv2.CV_32S, cv2.CCL_GRANA)
         stats = stats[1:][stats[1:, cv2.CC_STAT_AREA] >= self.min_area]
         global_change = foreground > p.max_fg_frac or len(stats) > p.max_blobs
         self.relearn = 3 if global_change else max(0, self.relearn - 1)  # and a few frames after

@@ -1,4 +1,4 @@
-"""Track and count: detections become tracks (ByteTrack, from the `trackers` package), tracks that
+"""Track and count: detections become tracks (ByteTrack, recog.bytetrack), tracks that
 cross a named line become crossings, and each track keeps its few best crops for the classifier.
 
 `track_segment` runs one video segment: it decodes every frame from `warmup_s` before the
@@ -31,6 +31,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from recog import storage, video
+from recog.bytetrack import ByteTrack
 from recog.detect import Detections, LearnedDetector, MotionDetector, MotionParams, stacked, working_size
 from recog.geometry import parse_line, parse_polygon
 
@@ -221,7 +222,6 @@ class SegmentTracker:
     def __init__(self, settings: TrackingSettings, size: tuple[int, int], video_fps: float, start: float, end: float,
                  detector=None):
         import cv2
-        import trackers
 
         self.frame_step = settings.frame_step(video_fps)
         self.video_fps, fps = video_fps, video_fps / self.frame_step
@@ -231,11 +231,9 @@ class SegmentTracker:
         self.start, self.end = start, end
         self.detector = detector or MotionDetector(self.small, fps, settings.motion,
                                                    parse_polygon(settings.roi) if settings.roi else None)
-        self.tracker = trackers.ByteTrackTracker(
-            lost_track_buffer=max(1, round(settings.lost_s * 30)),  # counted in 30 fps frames, scaled by frame_rate
-            frame_rate=fps, track_activation_threshold=0.7,
-            minimum_consecutive_frames=max(2, round(settings.confirm_s * fps)),
-            minimum_iou_threshold=settings.min_iou, high_conf_det_threshold=0.6)
+        # the lost-track buffer in frames as the trackers package counts it (in 30 fps frames, scaled)
+        self.tracker = ByteTrack(lost_frames=int(fps / 30.0 * max(1, round(settings.lost_s * 30))),
+                                 confirm_frames=max(2, round(settings.confirm_s * fps)), min_iou=settings.min_iou)
         self.min_cross = max(2, round(settings.cross_s * fps))
         self.counters = [LineCounter(name, line, self.small, self.min_cross) for name, line in map(parse_line, settings.lines)]
         self.tracks: dict[int, Track] = {}
@@ -267,7 +265,7 @@ class SegmentTracker:
             _flag(self.flags, "global_change", t, frame)
         if isinstance(self.detector, MotionDetector) and abs(self.detector.gain - 1.0) > 0.15:
             _flag(self.flags, "exposure_change", t, frame, gain=round(self.detector.gain, 3))
-        if not len(detections.boxes) and not self.tracker.tracks:
+        if not len(detections.boxes) and not len(self.tracker):
             return
         numbers, boxes = self.track(detections, t, frame)
         if not len(numbers):
@@ -287,14 +285,8 @@ class SegmentTracker:
 
     def track(self, detections: Detections, t: float, frame: int) -> tuple[np.ndarray, np.ndarray]:
         """ByteTrack's update: the confirmed tracks' numbers and boxes in this frame."""
-        import supervision as sv
-
-        out = self.tracker.update(sv.Detections(xyxy=detections.boxes.astype(np.float32),
-                                                confidence=detections.confidence.astype(np.float32)))
-        ids = out.tracker_id if out.tracker_id is not None else np.zeros(0, int)
-        confirmed = ids >= 0
-        numbers = np.array([self._number(int(i), t, frame) for i in ids[confirmed]], dtype=np.int64)
-        return numbers, out.xyxy[confirmed]
+        ids, boxes = self.tracker.update(detections.boxes.astype(np.float32), detections.confidence.astype(np.float32))
+        return np.array([self._number(i, t, frame) for i in ids.tolist()], dtype=np.int64), boxes
 
     def count(self, numbers: np.ndarray, boxes: np.ndarray, anchors: np.ndarray, t: float, frame: int) -> None:
         """The lines' crossings in this frame; a box cut by the frame's edge gives no anchor to trust."""
@@ -495,8 +487,11 @@ def segment_summary(seg: video.Segment, result: SegmentResult) -> str:
 def track_units(units, opts, prep, settings: dict, detector=None):
     """The CPU (or, with a learned detector, GPU) stage of the vehicles job: each unit is a video
     segment; its records (crops of the tracks it owns) become model input for the classifier."""
+    import cv2
+
     from recog import preprocess, sources
 
+    cv2.setNumThreads(1)  # a task holds at most a core: OpenCV's own threads would only contend with the other segments'
     tracking = TrackingSettings.from_dict(settings)
     for row in units.to_pylist():
         unit = sources.Unit.from_row(row)

@@ -84,7 +84,7 @@ def test_fewer_frames_analysed_with_every_gate_lasting_as_long_in_seconds():
                     for f in (None, 5))
     assert (every.fps, fifth.fps, [fifth.analyses(i) for i in range(6)]) == (25, 5, [True, False, False, False, False, True])
     # the lost-track buffer (1 s), the background's memory (20 s) and the crossing hold in analysed frames
-    assert (every.tracker.maximum_frames_without_update, fifth.tracker.maximum_frames_without_update) == (25, 5)
+    assert (every.tracker.lost_frames, fifth.tracker.lost_frames) == (25, 5)
     assert (every.detector.mog.getHistory(), fifth.detector.mog.getHistory()) == (500, 100)
     assert (every.min_cross, fifth.min_cross, every.crop_stride, fifth.crop_stride) == (2, 2, 2, 1)
     # the setting is part of a unit's id only when set: outputs written before it keep theirs
