@@ -190,7 +190,7 @@ def profile(path: str, lines: list[str]) -> dict:
     cv2.setNumThreads(1)
     settings = track.TrackingSettings(lines=tuple(lines))
     track.track_segment(video.Segment(path, "warm", Fraction(0), Fraction(1)), settings, StorageOptions())
-    prof = cProfile.Profile()
+    prof = cProfile.Profile(time.thread_time)  # CPU time: what others run on a shared machine does not count
     prof.enable()
     result = track.track_segment(video.Segment(path, "bench", Fraction(0), None), settings, StorageOptions())
     prof.disable()
@@ -264,6 +264,7 @@ class CpuSampler:
 def job(path: str, lines: list[str], warm: str, repeat: int) -> dict:
     """`recog vehicles` on the file from the embedded store, every core; after a warm-up job (Ray and
     its workers started) on `warm`."""
+    from recog import sink
     from recog.config import VehiclesConfig
     from recog.objectstore import EmbeddedStore
     from recog.pipeline import run_inference
@@ -282,12 +283,14 @@ def job(path: str, lines: list[str], warm: str, repeat: int) -> dict:
         for i in range(repeat):
             with CpuSampler() as sampled, contextlib.redirect_stdout(quiet):
                 t0 = time.perf_counter()
-                manifest = run_inference(VehiclesConfig(input="s3://bench/input/", output=f"s3://bench/out-{i}",
-                                                        line=tuple(lines)), out=quiet)
+                cfg = VehiclesConfig(input="s3://bench/input/", output=f"s3://bench/out-{i}", line=tuple(lines))
+                manifest = run_inference(cfg, out=quiet)
                 wall = time.perf_counter() - t0
+            vehicles = sink.read_run(cfg.output, manifest, opts, "vehicles")
             runs.append({"wall_s": wall, "startup_s": sampled.first.get("tracking tasks", t0) - t0,
                          "cpu_s": dict(sampled.cpu), "peak_rss_mb": dict(sampled.rss),
-                         "segments": manifest["summary"]["units"],
+                         "segments": manifest["summary"]["units"], "vehicles": vehicles.num_rows,
+                         "crops": sum(n or 0 for n in vehicles.column("crops").to_pylist()),
                          "segment_seconds": manifest["config"].get("segment_seconds")})
         import ray
 
@@ -335,7 +338,7 @@ def figures(frames: int, decode: dict, track: dict, job_run: dict | None) -> dic
         cpu = sum(job_run["cpu_s"].values())
         row.update(job_fps_cpu=frames / cpu, job_fps_per_core_wall=frames / (job_run["wall_s"] - job_run["startup_s"]) / job_run["cores"],
                    job_startup_s=job_run["startup_s"], job_wall_s=job_run["wall_s"], segments=job_run["segments"],
-                   segment_seconds=job_run["segment_seconds"],
+                   segment_seconds=job_run["segment_seconds"], vehicles=job_run["vehicles"], crops=job_run["crops"],
                    job_ms_per_frame={k: 1000 * v / frames for k, v in sorted(job_run["cpu_s"].items())},
                    job_peak_rss_mb=job_run["peak_rss_mb"])
         row["job_vs_decode"] = row["job_fps_cpu"] / row["decode_fps_cpu"]
@@ -427,7 +430,9 @@ def main() -> int:
                   "core, peak memory on one loop / the whole input:")
             for (size_name, code), r in rows.items():
                 parts = ", ".join(f"{k} {v:.2f}" for k, v in r["job_ms_per_frame"].items())
-                print(f"  {size_name} {code}: {parts}; tracking task {r['job_peak_rss_mb'].get('tracking tasks', 0):.0f} MB; "
+                per_crop = r["job_ms_per_frame"].get("classifier", 0) * r["frames"] / max(1, r["crops"])
+                print(f"  {size_name} {code}: {parts}; {r['vehicles']} vehicles, {r['crops']} crops classified "
+                      f"({per_crop:.0f} ms of classifier each); tracking task {r['job_peak_rss_mb'].get('tracking tasks', 0):.0f} MB; "
                       f"one core {r['track_peak_rss_mb_one_loop']:.0f} / {r['track_peak_rss_mb']:.0f} MB")
         out["rows"] = {f"{s} {c}": r for (s, c), r in rows.items()}
         out["profiles"] = {f"{s} {c}": r for (s, c), r in profiles.items()}

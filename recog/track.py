@@ -204,10 +204,11 @@ class SegmentResult:
     error: str | None = None
 
 
-def _flag(flags: list, kind: str, t: float, frame: int, **info) -> None:
-    """Start a flag, or extend the last one of this kind when it ended a frame or two ago."""
+def _flag(flags: list, kind: str, t: float, frame: int, step: int = 1, **info) -> None:
+    """Start a flag, or extend the last one of this kind when it ended an analysed frame or two ago
+    (frames `step` apart)."""
     last = next((f for f in reversed(flags) if f["kind"] == kind), None)
-    if last is not None and frame - last["end_frame"] <= 2:
+    if last is not None and frame - last["end_frame"] <= 2 * step:
         last.update(end_t=t, end_frame=frame, **info)
     else:
         flags.append({"kind": kind, "start_t": t, "end_t": t, "start_frame": frame, "end_frame": frame, **info})
@@ -262,9 +263,9 @@ class SegmentTracker:
         """One analysed frame: its detections into the tracker, the confirmed tracks into the
         counters, crops from `pixels` (the decoded frame, see `crop_rgb`) for the tracks' best views."""
         if detections.global_change:
-            _flag(self.flags, "global_change", t, frame)
+            _flag(self.flags, "global_change", t, frame, self.frame_step)
         if isinstance(self.detector, MotionDetector) and abs(self.detector.gain - 1.0) > 0.15:
-            _flag(self.flags, "exposure_change", t, frame, gain=round(self.detector.gain, 3))
+            _flag(self.flags, "exposure_change", t, frame, self.frame_step, gain=round(self.detector.gain, 3))
         if not len(detections.boxes) and not len(self.tracker):
             return
         numbers, boxes = self.track(detections, t, frame)

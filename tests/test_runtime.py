@@ -99,9 +99,9 @@ def test_segments_are_as_long_as_keeps_every_core_busy_to_the_end():
     one = runtime.choose_segment_seconds([120.0], 2, 11.0)  # two cores, one 2-minute clip: one half each
     assert (one.seconds, one.busiest_s) == (60, 71)
     assert runtime.choose_segment_seconds([120.5], 2, 11.0).seconds == 61  # not a third segment of half a second
-    assert runtime.choose_segment_seconds([3600.0], 2, 11.0).seconds == 600  # three segments a core: the fewest warm-ups
+    assert runtime.choose_segment_seconds([3600.0], 2, 11.0).seconds == 300  # the longest: the fewest warm-ups
     many = runtime.choose_segment_seconds([3600.0], 64, 11.0)  # 64 cores: about one segment each
     assert many.seconds < 60 and many.busiest_s < 1.2 * (3600 + 63 * 11) / 64
-    assert runtime.choose_segment_seconds([30.0] * 1000, 64, 11.0).seconds == 600  # short files are segments already
+    assert runtime.choose_segment_seconds([30.0] * 1000, 64, 11.0).seconds == 300  # short files are segments already
     assert runtime.choose_segment_seconds([30.0], 64, 11.0).seconds >= 11  # never shorter than its warm-up
     assert "2 tracking slot(s)" in one.describe() and "1.18x an even share" in one.describe()
