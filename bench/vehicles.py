@@ -404,7 +404,7 @@ def main() -> int:
                   f"frames per CPU-s", flush=True)
             for code, where in codes.items():
                 track = in_process(where, "tracking", path=long, lines=lines)
-                short = in_process(where, "tracking", path=once, lines=lines, stages=False)
+                short = track if once == long else in_process(where, "tracking", path=once, lines=lines, stages=False)
                 job_run = None if args.no_job else median_run(in_process(where, "job", path=long, lines=lines, warm=once,
                                                                          repeat=args.repeat)["runs"]) | {"cores": os.cpu_count()}
                 row = rows[size_name, code] = figures(decode["frames"], decode, track, job_run)

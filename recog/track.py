@@ -228,6 +228,7 @@ class SegmentTracker:
         self.video_fps, fps = video_fps, video_fps / self.frame_step
         self.cv2, self.s, self.fps, self.full = cv2, settings, fps, size
         self.crop_stride = max(1, round(settings.crop_stride / self.frame_step))
+        self.crop_scaler = VideoReformatter()  # kept: FFmpeg re-creates its converter only when a crop's size changes
         self.small = working_size(*size, settings.motion.proc_width)
         self.start, self.end = start, end
         self.detector = detector or MotionDetector(self.small, fps, settings.motion,
@@ -333,7 +334,7 @@ class SegmentTracker:
         if len(track.crops) >= self.s.crops_per_track and quality <= track.crops[-1][0]:
             return
         sx, sy = self.full[0] / w, self.full[1] / h
-        crop = crop_rgb(pixels, square_box((x0 * sx, y0 * sy, x1 * sx, y1 * sy), self.full))
+        crop = crop_rgb(pixels, square_box((x0 * sx, y0 * sy, x1 * sx, y1 * sy), self.full), self.crop_scaler)
         track.crops.append([quality, t, frame, [int(x0 * sx), int(y0 * sy), int(x1 * sx), int(y1 * sy)], crop])
         track.crops.sort(key=lambda c: -c[0])
         del track.crops[self.s.crops_per_track:]
@@ -429,16 +430,15 @@ def working_frame(scaler: VideoReformatter, frame, size: tuple[int, int]) -> np.
     return scaler.reformat(frame, width=size[0], height=size[1], format="bgr24", interpolation="AREA").to_ndarray()
 
 
-def crop_rgb(pixels, box) -> np.ndarray:
+def crop_rgb(pixels, box, scaler: VideoReformatter | None = None) -> np.ndarray:
     """The RGB pixels of `box` (x0, y0, x1, y1, full-frame pixels) from a decoded frame: from its
-    YUV 4:2:0 planes, only the crop converted (the whole frame in RGB costs more than decoding it at
-    1080p); or from an RGB array, or any other pixel format converted whole."""
-    import cv2
-
+    YUV 4:2:0 planes, only the crop converted, by FFmpeg's converter as the whole frame would be (the
+    same RGB, to the bit; the whole 1080p frame costs more than decoding it); or from an RGB array,
+    or any other pixel format converted whole."""
     x0, y0, x1, y1 = box
     if isinstance(pixels, np.ndarray):
         return pixels[y0:y1, x0:x1].copy()
-    if pixels.format.name != "yuv420p":  # full-range (yuvj) and other formats: FFmpeg converts
+    if pixels.format.name != "yuv420p":  # full-range (yuvj) and other formats: FFmpeg converts it all
         return pixels.to_ndarray(format="rgb24")[y0:y1, x0:x1].copy()
     # chroma is sampled every 2 pixels: widen the crop to even bounds, convert, then trim
     ex0, ey0 = x0 & ~1, y0 & ~1
@@ -446,10 +446,12 @@ def crop_rgb(pixels, box) -> np.ndarray:
     if ex1 - ex0 < 2 or ey1 - ey0 < 2:
         return pixels.to_ndarray(format="rgb24")[y0:y1, x0:x1].copy()
     planes = [np.frombuffer(p, np.uint8).reshape(-1, p.line_size) for p in pixels.planes]
-    luma = planes[0][ey0:ey1, ex0:ex1]
     u, v = (c[ey0 // 2:ey1 // 2, ex0 // 2:ex1 // 2] for c in planes[1:])
-    i420 = np.concatenate([luma.ravel(), u.ravel(), v.ravel()]).reshape(-1, ex1 - ex0)
-    return cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)[y0 - ey0:y1 - ey0, x0 - ex0:x1 - ex0]
+    part = av.VideoFrame.from_ndarray(np.concatenate([planes[0][ey0:ey1, ex0:ex1].ravel(), u.ravel(), v.ravel()])
+                                      .reshape(-1, ex1 - ex0), format="yuv420p")
+    part.colorspace, part.color_range = pixels.colorspace, pixels.color_range
+    rgb = (scaler or VideoReformatter()).reformat(part, format="rgb24").to_ndarray()
+    return rgb[y0 - ey0:y1 - ey0, x0 - ex0:x1 - ex0]
 
 
 # ---- the Ray stage ---------------------------------------------------------------------------------
