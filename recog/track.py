@@ -163,7 +163,8 @@ class Track:
     frames_seen: int = 0
     suspect: bool = False  # confirmed during a phantom flood: not counted
     crossings: list = field(default_factory=list)
-    crops: list = field(default_factory=list)  # [quality, t, frame, box (full pixels), RGB pixels], best first
+    crops: list = field(default_factory=list)  # [quality, t, frame, box (full pixels), pixels], best first: RGB once
+                                               # the segment's result is made, till then maybe a PlanarCrop
 
     def owner_time(self) -> float:
         """The time that decides which segment reports this track: its first crossing (so that a
@@ -228,7 +229,6 @@ class SegmentTracker:
         self.video_fps, fps = video_fps, video_fps / self.frame_step
         self.cv2, self.s, self.fps, self.full = cv2, settings, fps, size
         self.crop_stride = max(1, round(settings.crop_stride / self.frame_step))
-        self.crop_scaler = VideoReformatter()  # kept: FFmpeg re-creates its converter only when a crop's size changes
         self.small = working_size(*size, settings.motion.proc_width)
         self.start, self.end = start, end
         self.detector = detector or MotionDetector(self.small, fps, settings.motion,
@@ -262,7 +262,7 @@ class SegmentTracker:
 
     def step(self, t: float, frame: int, small: np.ndarray, detections: Detections, pixels) -> None:
         """One analysed frame: its detections into the tracker, the confirmed tracks into the
-        counters, crops from `pixels` (the decoded frame, see `crop_rgb`) for the tracks' best views."""
+        counters, crops from `pixels` (the decoded frame, see `cut_crop`) for the tracks' best views."""
         if detections.global_change:
             _flag(self.flags, "global_change", t, frame, self.frame_step)
         if isinstance(self.detector, MotionDetector) and abs(self.detector.gain - 1.0) > 0.15:
@@ -334,7 +334,7 @@ class SegmentTracker:
         if len(track.crops) >= self.s.crops_per_track and quality <= track.crops[-1][0]:
             return
         sx, sy = self.full[0] / w, self.full[1] / h
-        crop = crop_rgb(pixels, square_box((x0 * sx, y0 * sy, x1 * sx, y1 * sy), self.full), self.crop_scaler)
+        crop = cut_crop(pixels, square_box((x0 * sx, y0 * sy, x1 * sx, y1 * sy), self.full))
         track.crops.append([quality, t, frame, [int(x0 * sx), int(y0 * sy), int(x1 * sx), int(y1 * sy)], crop])
         track.crops.sort(key=lambda c: -c[0])
         del track.crops[self.s.crops_per_track:]
@@ -358,6 +358,10 @@ class SegmentTracker:
         """The tracks and crossings the segment owns, without the tracks seen too briefly to be vehicles."""
         lasting = {n for n, tr in self.tracks.items() if tr.frames_seen >= max(2, round(self.s.min_track_s * self.fps))}
         owned = [tr for n, tr in self.tracks.items() if n in lasting and self.start <= tr.owner_time() < self.end]
+        scaler = VideoReformatter()  # one: FFmpeg re-creates its converter only when a crop's size changes
+        for track in owned:
+            for crop in track.crops:
+                crop[4] = crop_rgb(crop[4], scaler)
         crossings = sorted((c for c in self.crossings if c["track"] in lasting), key=lambda c: c["t"])
         return SegmentResult(owned, crossings, self.flags, frames, self.video_fps, self.full, error)
 
@@ -430,28 +434,46 @@ def working_frame(scaler: VideoReformatter, frame, size: tuple[int, int]) -> np.
     return scaler.reformat(frame, width=size[0], height=size[1], format="bgr24", interpolation="AREA").to_ndarray()
 
 
-def crop_rgb(pixels, box, scaler: VideoReformatter | None = None) -> np.ndarray:
-    """The RGB pixels of `box` (x0, y0, x1, y1, full-frame pixels) from a decoded frame: from its
-    YUV 4:2:0 planes, only the crop converted, by FFmpeg's converter as the whole frame would be (the
-    same RGB, to the bit; the whole 1080p frame costs more than decoding it); or from an RGB array,
-    or any other pixel format converted whole."""
+@dataclass
+class PlanarCrop:
+    """A crop's YUV 4:2:0 planes (I420, even bounds), to be converted to RGB only if it stays among
+    its track's best: a track replaces its crops often, and at 1080p converting each cost more than
+    the rest of crop keeping."""
+
+    i420: np.ndarray  # (h * 3 / 2, w): the luma rows, then U's and V's
+    trim: tuple[int, int, int, int]  # the box within the even bounds
+    colorspace: int
+    color_range: int
+
+    def rgb(self, scaler: VideoReformatter | None = None) -> np.ndarray:
+        """The RGB pixels, by FFmpeg's converter as the whole frame would be converted (to the bit)."""
+        part = av.VideoFrame.from_ndarray(self.i420, format="yuv420p")
+        part.colorspace, part.color_range = self.colorspace, self.color_range
+        x0, y0, x1, y1 = self.trim
+        return (scaler or VideoReformatter()).reformat(part, format="rgb24").to_ndarray()[y0:y1, x0:x1]
+
+
+def cut_crop(pixels, box) -> PlanarCrop | np.ndarray:
+    """The pixels of `box` (x0, y0, x1, y1, full-frame pixels) in a decoded frame: its YUV 4:2:0
+    planes (a PlanarCrop), or RGB from an RGB array or a frame of any other pixel format (converted
+    whole by FFmpeg: full-range yuvj, for one)."""
     x0, y0, x1, y1 = box
     if isinstance(pixels, np.ndarray):
         return pixels[y0:y1, x0:x1].copy()
-    if pixels.format.name != "yuv420p":  # full-range (yuvj) and other formats: FFmpeg converts it all
-        return pixels.to_ndarray(format="rgb24")[y0:y1, x0:x1].copy()
-    # chroma is sampled every 2 pixels: widen the crop to even bounds, convert, then trim
+    # chroma is sampled every 2 pixels: the crop widened to even bounds, trimmed after conversion
     ex0, ey0 = x0 & ~1, y0 & ~1
     ex1, ey1 = min(pixels.width & ~1, (x1 + 1) & ~1), min(pixels.height & ~1, (y1 + 1) & ~1)
-    if ex1 - ex0 < 2 or ey1 - ey0 < 2:
+    if pixels.format.name != "yuv420p" or ex1 - ex0 < 2 or ey1 - ey0 < 2:
         return pixels.to_ndarray(format="rgb24")[y0:y1, x0:x1].copy()
     planes = [np.frombuffer(p, np.uint8).reshape(-1, p.line_size) for p in pixels.planes]
     u, v = (c[ey0 // 2:ey1 // 2, ex0 // 2:ex1 // 2] for c in planes[1:])
-    part = av.VideoFrame.from_ndarray(np.concatenate([planes[0][ey0:ey1, ex0:ex1].ravel(), u.ravel(), v.ravel()])
-                                      .reshape(-1, ex1 - ex0), format="yuv420p")
-    part.colorspace, part.color_range = pixels.colorspace, pixels.color_range
-    rgb = (scaler or VideoReformatter()).reformat(part, format="rgb24").to_ndarray()
-    return rgb[y0 - ey0:y1 - ey0, x0 - ex0:x1 - ex0]
+    i420 = np.concatenate([planes[0][ey0:ey1, ex0:ex1].ravel(), u.ravel(), v.ravel()]).reshape(-1, ex1 - ex0)
+    return PlanarCrop(i420, (x0 - ex0, y0 - ey0, x1 - ex0, y1 - ey0), pixels.colorspace, pixels.color_range)
+
+
+def crop_rgb(crop: PlanarCrop | np.ndarray, scaler: VideoReformatter | None = None) -> np.ndarray:
+    """A cut crop's RGB pixels."""
+    return crop.rgb(scaler) if isinstance(crop, PlanarCrop) else crop
 
 
 # ---- the Ray stage ---------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 
 from recog import video
 from recog.storage import StorageOptions
-from recog.track import LineCounter, SegmentTracker, TrackingSettings, crop_rgb, heading, square_box, track_segment
+from recog.track import LineCounter, SegmentTracker, TrackingSettings, crop_rgb, cut_crop, heading, square_box, track_segment
 from tests.videodata import traffic_video
 
 OPTS = StorageOptions()
@@ -100,9 +100,9 @@ def test_a_crop_is_cut_from_the_decoded_planes_with_the_colours_of_the_whole_fra
         frame = list(c.decode(video=0))[30]
     whole = frame.to_ndarray(format="rgb24")
     for box in ([101, 31, 143, 64], [0, 0, 320, 240], [10, 20, 12, 22]):  # odd bounds, the whole frame, a tiny one
-        crop = crop_rgb(frame, box)
+        crop = crop_rgb(cut_crop(frame, box))
         assert np.array_equal(crop, whole[box[1]:box[3], box[0]:box[2]])  # to the bit: the classifier sees what it saw
-    assert (crop_rgb(whole, [1, 2, 5, 9]) == whole[2:9, 1:5]).all()
+    assert (crop_rgb(cut_crop(whole, [1, 2, 5, 9])) == whole[2:9, 1:5]).all()
 
 
 def test_a_static_scene_has_no_vehicles(tmp_path):
