@@ -13,8 +13,9 @@ core unless said:
 - profile: cProfile of the same, its functions' own time grouped into the same stages by name
   (cProfile inflates per-call Python; the clocks above do not);
 - the whole job (embedded store -> Ray -> tracking tasks -> classifier -> tables) on every core,
-  after a warm-up job: wall time after its start-up (until the first tracking task works), and
-  the CPU time of every process it ran (sampled), by kind.
+  on one loop and on the whole input, after a warm-up job: the CPU time of every process it ran
+  (sampled), by kind, the start-up apart (what the whole input cost beyond one loop, per frame
+  beyond); and its wall time after its start-up (until the first tracking task works).
 The machine may be shared: rates per CPU-second are what the work costs whoever else runs;
 rates per wall second on every core are what this machine gave this time. Ratios are within one run.
 
@@ -262,8 +263,8 @@ class CpuSampler:
 
 
 def job(path: str, lines: list[str], warm: str, repeat: int) -> dict:
-    """`recog vehicles` on the file from the embedded store, every core; after a warm-up job (Ray and
-    its workers started) on `warm`."""
+    """`recog vehicles` on the file from the embedded store, every core, and on the short `warm` file,
+    after a warm-up job on that (Ray and its workers started)."""
     from recog import sink
     from recog.config import VehiclesConfig
     from recog.objectstore import EmbeddedStore
@@ -279,23 +280,27 @@ def job(path: str, lines: list[str], warm: str, repeat: int) -> dict:
             write_bytes(f"s3://bench/{name}/{Path(local).name}", Path(local).read_bytes(), opts)
         init_ray(None)
         quiet = io.StringIO()
-        run_inference(VehiclesConfig(input="s3://bench/warm/", output="s3://bench/out-warm", line=tuple(lines)), out=quiet)
-        for i in range(repeat):
+
+        def measured(name: str, i: int) -> dict:
             with CpuSampler() as sampled, contextlib.redirect_stdout(quiet):
                 t0 = time.perf_counter()
-                cfg = VehiclesConfig(input="s3://bench/input/", output=f"s3://bench/out-{i}", line=tuple(lines))
+                cfg = VehiclesConfig(input=f"s3://bench/{name}/", output=f"s3://bench/out-{name}-{i}", line=tuple(lines))
                 manifest = run_inference(cfg, out=quiet)
                 wall = time.perf_counter() - t0
             vehicles = sink.read_run(cfg.output, manifest, opts, "vehicles")
-            runs.append({"wall_s": wall, "startup_s": sampled.first.get("tracking tasks", t0) - t0,
-                         "cpu_s": dict(sampled.cpu), "peak_rss_mb": dict(sampled.rss),
-                         "segments": manifest["summary"]["units"], "vehicles": vehicles.num_rows,
-                         "crops": sum(n or 0 for n in vehicles.column("crops").to_pylist()),
-                         "segment_seconds": manifest["config"].get("segment_seconds")})
+            return {"wall_s": wall, "startup_s": sampled.first.get("tracking tasks", t0) - t0,
+                    "cpu_s": dict(sampled.cpu), "peak_rss_mb": dict(sampled.rss),
+                    "segments": manifest["summary"]["units"], "vehicles": vehicles.num_rows,
+                    "crops": sum(n or 0 for n in vehicles.column("crops").to_pylist()),
+                    "segment_seconds": manifest["config"].get("segment_seconds")}
+
+        measured("warm", -1)  # Ray's workers started, their imports done
+        for i in range(repeat):  # the short input too: what both cost beyond their frames is the start-up
+            runs.append({"short": measured("warm", i), "long": measured("input", i)})
         import ray
 
         ray.shutdown()
-    return {"runs": runs, "cores": os.cpu_count() or 1}
+    return {"runs": runs}
 
 
 def counts(analyze_fps: list[float]) -> dict:
@@ -330,35 +335,39 @@ def checkout(ref: str, folder: Path) -> Path:
 
 # ---- the figures ----------------------------------------------------------------------------------
 
-def figures(frames: int, decode: dict, track: dict, job_run: dict | None) -> dict:
-    """Rates per core and per CPU-second, the ratios to decode-only, core-days a camera-month."""
+def figures(frames: int, short_frames: int, decode: dict, track: dict, job_runs: list[dict] | None) -> dict:
+    """Rates per core and per CPU-second, the ratios to decode-only, core-days a camera-month. The
+    job's CPU per frame is the long input's beyond the short one's (the start-up apart), when longer."""
     row = {"frames": frames, "decode_fps_cpu": frames / decode["cpu_s"], "track_fps_cpu": frames / track["cpu_s"],
            "track_fps_wall": frames / track["wall_s"], "track_peak_rss_mb": track["peak_rss_mb"]}
-    if job_run:
-        cpu = sum(job_run["cpu_s"].values())
-        row.update(job_fps_cpu=frames / cpu, job_fps_per_core_wall=frames / (job_run["wall_s"] - job_run["startup_s"]) / job_run["cores"],
-                   job_startup_s=job_run["startup_s"], job_wall_s=job_run["wall_s"], segments=job_run["segments"],
-                   segment_seconds=job_run["segment_seconds"], vehicles=job_run["vehicles"], crops=job_run["crops"],
-                   job_ms_per_frame={k: 1000 * v / frames for k, v in sorted(job_run["cpu_s"].items())},
-                   job_peak_rss_mb=job_run["peak_rss_mb"])
+    if job_runs:
+        pair = sorted(job_runs, key=lambda r: r["long"]["wall_s"])[len(job_runs) // 2]  # the median
+        run, short = pair["long"], pair["short"]
+        kinds = sorted(set(run["cpu_s"]) | set(short["cpu_s"]))
+        if frames > short_frames:
+            per_frame = {k: (run["cpu_s"].get(k, 0.0) - short["cpu_s"].get(k, 0.0)) / (frames - short_frames) for k in kinds}
+        else:
+            per_frame = {k: run["cpu_s"].get(k, 0.0) / frames for k in kinds}
+        row.update(job_fps_cpu=1 / sum(per_frame.values()), job_fps_cpu_with_startup=frames / sum(run["cpu_s"].values()),
+                   job_fps_per_core_wall=frames / (run["wall_s"] - run["startup_s"]) / run["cores"],
+                   job_startup_s=run["startup_s"], job_wall_s=run["wall_s"], segments=run["segments"],
+                   segment_seconds=run["segment_seconds"], vehicles=run["vehicles"], crops=run["crops"],
+                   job_ms_per_frame={k: 1000 * v for k, v in per_frame.items()}, job_peak_rss_mb=run["peak_rss_mb"])
         row["job_vs_decode"] = row["job_fps_cpu"] / row["decode_fps_cpu"]
         row["core_days_a_camera_month"] = FRAMES_A_CAMERA_MONTH / row["job_fps_cpu"] / 86400
     return row
 
 
-def median_run(runs: list[dict]) -> dict:
-    return sorted(runs, key=lambda r: r["wall_s"] - r["startup_s"])[len(runs) // 2]
-
-
 def print_cost(rows: dict) -> None:
     print("\nCost (frames per CPU-second = frames/s per core with the core to itself; per wall s: what this shared "
           "machine gave, every core, start-up apart)")
-    print(f"{'input':<16} {'code':<7} {'decode':>7} {'tracking':>9} {'job/CPU-s':>9} {'job/core,wall':>13} "
-          f"{'job/decode':>10} {'core-days/cam-month':>19} {'segments':>12}")
+    print(f"{'input':<16} {'code':<7} {'decode':>7} {'tracking':>9} {'job/CPU-s':>9} {'(start-up in)':>13} "
+          f"{'job/core,wall':>13} {'job/decode':>10} {'core-days/cam-month':>19} {'segments':>12}")
     for (size, code), r in rows.items():
         seg = f"{r['segments']} x {r['segment_seconds']:g} s" if "segments" in r else "-"
         print(f"{size + ' ' + str(r['frames']):<16} {code:<7} {r['decode_fps_cpu']:>7.0f} {r['track_fps_cpu']:>9.0f} "
-              f"{r.get('job_fps_cpu', 0):>9.0f} {r.get('job_fps_per_core_wall', 0):>13.0f} {r.get('job_vs_decode', 0):>10.2f} "
+              f"{r.get('job_fps_cpu', 0):>9.0f} {r.get('job_fps_cpu_with_startup', 0):>13.0f} "
+              f"{r.get('job_fps_per_core_wall', 0):>13.0f} {r.get('job_vs_decode', 0):>10.2f} "
               f"{r.get('core_days_a_camera_month', 0):>19.1f} {seg:>12}")
 
 
@@ -399,19 +408,22 @@ def main() -> int:
             size = SIZES[size_name]
             long = str(looped(args.clip, size, args.seconds, args.clips))
             once = str(looped(args.clip, size, min(args.seconds, 30.0), args.clips))
-            decode = decode_only(long)
+            decode, short_frames = decode_only(long), decode_only(once)["frames"]
             print(f"[bench] {size_name}: {decode['frames']} frames, decode-only {decode['frames'] / decode['cpu_s']:.0f} "
                   f"frames per CPU-s", flush=True)
             for code, where in codes.items():
                 track = in_process(where, "tracking", path=long, lines=lines)
                 short = track if once == long else in_process(where, "tracking", path=once, lines=lines, stages=False)
-                job_run = None if args.no_job else median_run(in_process(where, "job", path=long, lines=lines, warm=once,
-                                                                         repeat=args.repeat)["runs"]) | {"cores": os.cpu_count()}
-                row = rows[size_name, code] = figures(decode["frames"], decode, track, job_run)
+                job_runs = None
+                if not args.no_job:
+                    job_runs = in_process(where, "job", path=long, lines=lines, warm=once, repeat=args.repeat)["runs"]
+                    for pair in job_runs:
+                        pair["long"]["cores"] = os.cpu_count() or 1
+                row = rows[size_name, code] = figures(decode["frames"], short_frames, decode, track, job_runs)
                 row["track_peak_rss_mb_one_loop"] = short["peak_rss_mb"]
                 row["stages_s"] = track["stages_s"]
                 print(f"[bench] {size_name} {code}: tracking {row['track_fps_cpu']:.0f} frames per CPU-s"
-                      + (f", job {row['job_fps_cpu']:.0f}" if job_run else ""), flush=True)
+                      + (f", job {row['job_fps_cpu']:.0f}" if job_runs else ""), flush=True)
                 if args.profile:
                     profiles[size_name, code] = in_process(where, "profile", path=long, lines=lines)
         print_cost(rows)
@@ -426,8 +438,8 @@ def main() -> int:
             for where, own in prof["top"][:10]:
                 print(f"    {own:8.3f} s  {where}")
         if not args.no_job:
-            print("\nThe whole job's CPU by process kind, ms a frame; peak memory (MB) of a tracking task; tracking on one "
-                  "core, peak memory on one loop / the whole input:")
+            print("\nThe whole job's CPU by process kind, ms a frame (start-up apart); peak memory (MB) of a tracking task; "
+                  "tracking on one core, peak memory on one loop / the whole input:")
             for (size_name, code), r in rows.items():
                 parts = ", ".join(f"{k} {v:.2f}" for k, v in r["job_ms_per_frame"].items())
                 per_crop = r["job_ms_per_frame"].get("classifier", 0) * r["frames"] / max(1, r["crops"])

@@ -163,8 +163,7 @@ class Track:
     frames_seen: int = 0
     suspect: bool = False  # confirmed during a phantom flood: not counted
     crossings: list = field(default_factory=list)
-    crops: list = field(default_factory=list)  # [quality, t, frame, box (full pixels), pixels], best first: RGB once
-                                               # the segment's result is made, till then maybe a PlanarCrop
+    crops: list = field(default_factory=list)  # [quality, t, frame, box (full pixels), pixels (cut_crop's)], best first
 
     def owner_time(self) -> float:
         """The time that decides which segment reports this track: its first crossing (so that a
@@ -358,10 +357,6 @@ class SegmentTracker:
         """The tracks and crossings the segment owns, without the tracks seen too briefly to be vehicles."""
         lasting = {n for n, tr in self.tracks.items() if tr.frames_seen >= max(2, round(self.s.min_track_s * self.fps))}
         owned = [tr for n, tr in self.tracks.items() if n in lasting and self.start <= tr.owner_time() < self.end]
-        scaler = VideoReformatter()  # one: FFmpeg re-creates its converter only when a crop's size changes
-        for track in owned:
-            for crop in track.crops:
-                crop[4] = crop_rgb(crop[4], scaler)
         crossings = sorted((c for c in self.crossings if c["track"] in lasting), key=lambda c: c["t"])
         return SegmentResult(owned, crossings, self.flags, frames, self.video_fps, self.full, error)
 
@@ -436,9 +431,9 @@ def working_frame(scaler: VideoReformatter, frame, size: tuple[int, int]) -> np.
 
 @dataclass
 class PlanarCrop:
-    """A crop's YUV 4:2:0 planes (I420, even bounds), to be converted to RGB only if it stays among
-    its track's best: a track replaces its crops often, and at 1080p converting each cost more than
-    the rest of crop keeping."""
+    """A crop's YUV 4:2:0 planes (I420, even bounds), converted to RGB only when it goes to the
+    classifier: a track replaces its crops often (at 1080p converting each cost more than the rest of
+    crop keeping), and a segment's kept crops take half the memory."""
 
     i420: np.ndarray  # (h * 3 / 2, w): the luma rows, then U's and V's
     trim: tuple[int, int, int, int]  # the box within the even bounds
@@ -485,6 +480,7 @@ def segment_records(seg: video.Segment, result: SegmentResult, segment_number: i
 
     recorded_at = video.recorded_time(seg.recorded_at)
     base = {"source_uri": seg.uri, "camera": seg.camera}
+    scaler = VideoReformatter()  # one: FFmpeg re-creates its converter only when a crop's size changes
     for track in sorted(result.tracks, key=lambda tr: tr.first_t):
         track_id = segment_number * 1_000_000 + track.number
         words, degrees = heading(track.entry, track.exit)
@@ -499,7 +495,7 @@ def segment_records(seg: video.Segment, result: SegmentResult, segment_number: i
                    "wall_time": video.at(recorded_at, track.first_t), "error": "no usable crop (the vehicle was too small)"}
         for _, t, frame, _, pixels in track.crops:
             yield {**base, "key": key, "member": f"crop@{frame}", "meta": json.dumps(summary), "pts_s": t,
-                   "frame_index": frame, "wall_time": video.at(recorded_at, t), "frame": Image.fromarray(pixels)}
+                   "frame_index": frame, "wall_time": video.at(recorded_at, t), "frame": Image.fromarray(crop_rgb(pixels, scaler))}
 
 
 def segment_summary(seg: video.Segment, result: SegmentResult) -> str:
@@ -522,13 +518,17 @@ def track_units(units, opts, prep, settings: dict, detector=None):
         unit = sources.Unit.from_row(row)
         seg = video.Segment.from_params(unit.params)
         result = track_segment(seg, tracking, opts, detector)
-        records, summary = list(segment_records(seg, result, unit.params["number"])), segment_summary(seg, result)
-        records = [{**sources.blank_record(unit.source), **r, "unit_id": unit.unit_id, "record": i, "end": False}
-                   for i, r in enumerate(records)]
-        records.append({**sources.blank_record(unit.source, meta=summary), "unit_id": unit.unit_id,
-                        "record": len(records), "end": True})
-        for i in range(0, len(records), sources.RECORDS_PER_BLOCK):
-            yield preprocess.model_input(records[i:i + sources.RECORDS_PER_BLOCK], prep, sources.RECORD_SCHEMA)
+        # a block of crops at a time: each in RGB only on its way to model input
+        block, count = [], 0
+        for r in segment_records(seg, result, unit.params["number"]):
+            block.append({**sources.blank_record(unit.source), **r, "unit_id": unit.unit_id, "record": count, "end": False})
+            count += 1
+            if len(block) == sources.RECORDS_PER_BLOCK:
+                yield preprocess.model_input(block, prep, sources.RECORD_SCHEMA)
+                block = []
+        block.append({**sources.blank_record(unit.source, meta=segment_summary(seg, result)), "unit_id": unit.unit_id,
+                      "record": count, "end": True})
+        yield preprocess.model_input(block, prep, sources.RECORD_SCHEMA)
 
 
 class DetectingTracker:

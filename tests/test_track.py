@@ -67,7 +67,7 @@ def test_one_vehicle_driving_down_is_counted_once_with_its_crop(tmp_path):
     assert [(c["line"], c["direction"]) for c in result.crossings] == [("mid", "out")]
     assert abs(result.crossings[0]["frame"] - 88) <= 1  # its bottom edge reaches y = 120 in frame 88
     (track,) = result.tracks
-    assert heading(track.entry, track.exit)[0] == "down" and track.crops and track.crops[0][4].shape[2] == 3
+    assert heading(track.entry, track.exit)[0] == "down" and track.crops and crop_rgb(track.crops[0][4]).shape[2] == 3
     # --analyze-fps 8: every third frame analysed (all decoded), the same vehicle in the same place
     third = track_segment(video.Segment(str(path), "one", Fraction(0), None),
                           TrackingSettings(lines=("mid=0,0.5,1,0.5",), analyze_fps=8), OPTS)
