@@ -1,135 +1,465 @@
-"""The vehicles job's speed on one clip and the same cores: decode alone, detection + tracking
-(recog.track on one core, every frame), and the whole job (embedded store -> Ray -> tracking tasks
--> classifier -> tables), at the clip's own size and at 1080p (the clip scaled up, H.264). Medians
-of --repeat runs; one core each for decode-only and tracking, the whole job on every core.
+"""The vehicles job's cost the way users count it: frames/s per core on long inputs, start-up apart,
+and core-days per camera-month (25 fps: 64.8 M frames), at 320x240, 720p and 1080p; and where
+each frame's time goes.
 
-    python bench/vehicles.py                               # the motorway clip (320x240) and its 1080p copy
-    python bench/vehicles.py --video CLIP --line gate=0,0.5,1,0.5 --repeat 1 --no-hd --json out.json
+The inputs are a shared clip (the motorway, 30 s) looped to --seconds and encoded in H.264 at each
+size (kept under --clips for the next run). Each measurement runs in a process of its own, on one
+core unless said:
+- decode-only: every frame decoded by PyAV on one thread, and dropped;
+- tracking: recog.track over the whole input as one segment, every frame, with the time of each
+  stage (decode, colour conversion and scaling, background subtraction, morphology and blobs,
+  tracking, counting, crop keeping, the rest: Python between them) from thread CPU clocks around
+  them, and its peak memory on one loop and on the whole input;
+- profile: cProfile of the same, its functions' own time grouped into the same stages by name
+  (cProfile inflates per-call Python; the clocks above do not);
+- the whole job (embedded store -> Ray -> tracking tasks -> classifier -> tables) on every core,
+  on one loop and on the whole input, after a warm-up job: the CPU time of every process it ran
+  (sampled), by kind, the start-up apart (what the whole input cost beyond one loop, per frame
+  beyond); and its wall time after its start-up (until the first tracking task works).
+The machine may be shared: rates per CPU-second are what the work costs whoever else runs;
+rates per wall second on every core are what this machine gave this time. Ratios are within one run.
+
+With --before REF every measurement also runs with that commit's recog (`git archive`), in the
+same run, interleaved. --counts prints the counting table of --analyze-fps on the shared clips.
+
+    python bench/vehicles.py                                  # 240 s at each size, this checkout
+    python bench/vehicles.py --before main --profile --counts --json out.json
+    python bench/vehicles.py --sizes 320x240 --seconds 60 --no-job
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import contextlib
+import functools
+import io
 import json
 import os
-import statistics
+import resource
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from fractions import Fraction
 from pathlib import Path
 
-import av
-from timing import timed
-
-from recog import video
-from recog.storage import StorageOptions
-from recog.track import TrackingSettings, track_segment
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos"
-DEFAULT = (SHARED / "bgslibrary_video02.avi", ["away=0.3,0.6,1.0,0.6", "oncoming=0.2,0.1,0.2,0.55"])
-
-
-def decode_only(path: Path) -> int:
-    """Every frame decoded on one thread and dropped."""
-    with av.open(str(path)) as c:
-        s = c.streams.video[0]
-        s.codec_context.thread_count = 1
-        return sum(1 for _ in c.decode(s))
-
-
-def detect_and_track(path: Path, lines: list[str]) -> int:
-    """recog's tracking of a whole file on one core: decode, scale, MOG2, blobs, ByteTrack, lines."""
-    import cv2
-
-    cv2.setNumThreads(1)
-    result = track_segment(video.Segment(str(path), "bench", Fraction(0), None), TrackingSettings(lines=tuple(lines)),
-                           StorageOptions())
-    return result.frames
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data" / "videos"
+MOTORWAY = ["away=0.3,0.6,1.0,0.6", "oncoming=0.2,0.1,0.2,0.55"]
+# the shared clips and their hand counts (tests/integration/test_vehicles.py says how they were made)
+CLIPS = {
+    "roadside": ("ahmetozlu_input_video.mp4", ["gate=0.6,0.5,0.6,1.0"], {("gate", "in"): 8}),
+    "motorway": ("bgslibrary_video02.avi", MOTORWAY, {("away", "in"): 23, ("oncoming", "out"): 20}),
+    "parking": ("intel_car-detection.mp4", ["mid=0,0.5,1,0.5"], {("mid", "in"): 2, ("mid", "out"): 2}),
+}
+SIZES = {"320x240": (320, 240), "720p": (1280, 720), "1080p": (1920, 1080)}
+FRAMES_A_CAMERA_MONTH = 25 * 86400 * 30  # 64.8 M
+STAGES = ("decode", "colour conversion and scaling", "background subtraction", "morphology and blobs", "tracking",
+          "counting", "crop keeping", "the rest (Python between them)")
+# cProfile's functions -> stages, by the first fragment of "file:function" that matches
+PROFILE_RULES = [
+    ("decode", ("'decode' of 'av.packet", "demux", "'read' of '_io", "_ordered_frames", "frames_from", "heappush", "heappop")),
+    ("colour conversion and scaling", ("reformat", "to_ndarray", "cvtColor", "working_frame", "crop_rgb", "frombuffer")),
+    ("background subtraction", ("BackgroundSubtractorMOG2", "GaussianBlur", "_exposure", "convertScaleAbs", "threshold",
+                                "bitwise_and", "foreground")),
+    ("morphology and blobs", ("morphologyEx", "connectedComponents", "countNonZero", "merge_fragments", "overlapping",
+                              "stacked", "blobs", "detect.py")),
+    ("tracking", ("trackers/", "supervision/", "copy.py", "scipy", "linalg", "_number", "track.py:track")),
+    ("counting", ("LineCounter", "track.py:update", "track.py:sides", "track.py:count", "track.py:_record")),
+    ("crop keeping", ("Laplacian", "consider_crop", "square_box", "_var")),
+]
 
 
-def scale_to_hd(src: Path, dst: Path) -> Path:
-    """The clip scaled to 1920x1080, H.264 (crf 23): a stand-in for HD CCTV."""
-    with av.open(str(src)) as ic, av.open(str(dst), "w") as oc:
-        ins = ic.streams.video[0]
-        rate = Fraction(video.frame_rate(ins)).limit_denominator(1000)
-        out = oc.add_stream("libx264", rate=rate)
-        out.width, out.height, out.pix_fmt, out.time_base = 1920, 1080, "yuv420p", Fraction(1, 90000)
-        out.options = {"crf": "23", "preset": "fast"}
-        for i, frame in enumerate(ic.decode(ins)):
-            hd = frame.reformat(width=1920, height=1080, format="yuv420p", interpolation="BICUBIC")
-            hd.pts, hd.time_base = round(i / rate / out.time_base), out.time_base  # both, or PyAV writes pts 0
-            for packet in out.encode(hd):
-                oc.mux(packet)
+# ---- inputs ---------------------------------------------------------------------------------------
+
+def looped(clip: Path, size: tuple[int, int], seconds: float, folder: Path) -> Path:
+    """The clip played over and over for `seconds`, scaled to `size`, H.264 (crf 23): a stand-in for
+    a camera's archive (kept in `folder`: encoding 1080p takes minutes here)."""
+    import av
+
+    dst = folder / f"{clip.stem}-{size[0]}x{size[1]}-{seconds:g}s.mp4"
+    if dst.exists():
+        return dst
+    folder.mkdir(parents=True, exist_ok=True)
+    part = dst.with_suffix(".part.mp4")
+    with av.open(str(part), "w") as oc:
+        out = oc.add_stream("libx264", rate=25)
+        out.width, out.height, out.pix_fmt, out.time_base = size[0], size[1], "yuv420p", Fraction(1, 90000)
+        out.options = {"crf": "23", "preset": "veryfast"}
+        i, total = 0, round(seconds * 25)
+        while i < total:
+            with av.open(str(clip)) as ic:
+                for frame in ic.decode(video=0):
+                    if i >= total:
+                        break
+                    scaled = frame.reformat(width=size[0], height=size[1], format="yuv420p", interpolation="BICUBIC")
+                    scaled.pts, scaled.time_base = i * 3600, out.time_base  # both, or PyAV writes pts 0
+                    for packet in out.encode(scaled):
+                        oc.mux(packet)
+                    i += 1
         for packet in out.encode():
             oc.mux(packet)
+    part.rename(dst)
     return dst
 
 
-def whole_job(path: Path, lines: list[str], repeat: int) -> tuple[int, float]:
-    """(frames, seconds) of `recog vehicles` on the clip from the embedded store, the median of
-    `repeat` runs after a warm-up run (Ray and the workers started)."""
+def decode_only(path: str) -> dict:
+    """Every frame decoded on one thread and dropped."""
+    import av
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    with av.open(path) as c:
+        s = c.streams.video[0]
+        s.codec_context.thread_count = 1
+        frames = sum(1 for _ in c.decode(s))
+    return {"frames": frames, "wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0}
+
+
+# ---- measurements, each in a process of its own with the recog under test ---------------------
+
+def tracking(path: str, lines: list[str], stages: bool = True, analyze_fps: float | None = None) -> dict:
+    """recog.track over the whole file on one core: rates, time per stage, peak memory."""
+    import cv2
+
+    from recog import detect, track, video
+    from recog.storage import StorageOptions
+
+    cv2.setNumThreads(1)
+    spent: dict[str, float] = collections.defaultdict(float)
+    if stages and hasattr(track, "working_frame"):  # the stages as methods of their own (since issue 29)
+        for owner, name, stage in ((video, "frames_from", "decode"), (track, "working_frame", STAGES[1]),
+                                   (detect.MotionDetector, "foreground", STAGES[2]), (detect.MotionDetector, "blobs", STAGES[3]),
+                                   (track.SegmentTracker, "track", STAGES[4]), (track.SegmentTracker, "count", STAGES[5]),
+                                   (track.SegmentTracker, "consider_crop", STAGES[6])):
+            setattr(owner, name, _clocked(getattr(owner, name), stage, spent))
+    settings = track.TrackingSettings(lines=tuple(lines), **({"analyze_fps": analyze_fps} if analyze_fps else {}))
+    track.track_segment(video.Segment(path, "warm", Fraction(0), Fraction(1)), settings, StorageOptions())  # imports
+    spent.clear()
+    t0, c0 = time.perf_counter(), time.thread_time()
+    result = track.track_segment(video.Segment(path, "bench", Fraction(0), None), settings, StorageOptions())
+    wall, cpu = time.perf_counter() - t0, time.thread_time() - c0
+    split = None
+    if spent:
+        split = {s: spent.get(s, 0.0) for s in STAGES[:-1]}
+        split[STAGES[-1]] = cpu - sum(split.values())
+    return {"frames": result.frames, "wall_s": wall, "cpu_s": cpu, "stages_s": split, "tracks": len(result.tracks),
+            "crossings": [[c["line"], c["direction"], c["frame"]] for c in result.crossings],
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def _clocked(fn, stage: str, spent: dict):
+    """`fn` with its thread CPU time added to spent[stage] (a generator: the time in each step)."""
+    import inspect
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def steps(*args, **kwargs):
+            it = fn(*args, **kwargs)
+            while True:
+                t0 = time.thread_time()
+                try:
+                    item = next(it)
+                except StopIteration:
+                    spent[stage] += time.thread_time() - t0
+                    return
+                spent[stage] += time.thread_time() - t0
+                yield item
+        return steps
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        t0 = time.thread_time()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            spent[stage] += time.thread_time() - t0
+    return call
+
+
+def profile(path: str, lines: list[str]) -> dict:
+    """cProfile of recog.track over the file: each function's own time, grouped into the stages by name."""
+    import cProfile
+    import pstats
+
+    import cv2
+
+    from recog import track, video
+    from recog.storage import StorageOptions
+
+    cv2.setNumThreads(1)
+    settings = track.TrackingSettings(lines=tuple(lines))
+    track.track_segment(video.Segment(path, "warm", Fraction(0), Fraction(1)), settings, StorageOptions())
+    prof = cProfile.Profile(time.thread_time)  # CPU time: what others run on a shared machine does not count
+    prof.enable()
+    result = track.track_segment(video.Segment(path, "bench", Fraction(0), None), settings, StorageOptions())
+    prof.disable()
+    stats = pstats.Stats(prof).stats
+    by_stage: dict[str, float] = collections.defaultdict(float)
+    functions = []
+    for (file, _, name), (_, _, own, _, _) in stats.items():
+        where = f"{file.split('site-packages/')[-1]}:{name}"
+        by_stage[next((s for s, marks in PROFILE_RULES if any(m in where for m in marks)), STAGES[-1])] += own
+        functions.append((own, where))
+    top = [[where, round(own, 3)] for own, where in sorted(functions, reverse=True)[:15]]
+    return {"frames": result.frames, "stages_s": {s: by_stage.get(s, 0.0) for s in STAGES}, "top": top}
+
+
+class CpuSampler:
+    """CPU seconds and peak memory of this process and its descendants (Ray's processes, the store),
+    sampled every `every` s; each sample's CPU goes to the kind of work the process is doing then."""
+
+    KINDS = (("tracking tasks", "track_units"), ("classifier", "Predictor"), ("writers", "write_units"),
+             ("object store", "weed"))
+
+    def __init__(self, every: float = 0.25):
+        import psutil
+
+        self.psutil, self.every = psutil, every
+        self.cpu: dict[str, float] = collections.defaultdict(float)
+        self.rss: dict[str, float] = collections.defaultdict(float)
+        self.first: dict[str, float] = {}
+        self.last: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def kind(self, proc) -> str:
+        if proc.pid == os.getpid():
+            return "driver"
+        cmdline = " ".join(proc.cmdline())
+        return next((k for k, mark in self.KINDS if mark in cmdline), "Ray and the rest")
+
+    def _sample(self, count: bool) -> None:
+        me = self.psutil.Process()
+        for proc in [me, *me.children(recursive=True)]:
+            try:
+                with proc.oneshot():
+                    t, rss, kind = proc.cpu_times(), proc.memory_info().rss, self.kind(proc)
+            except self.psutil.Error:
+                continue
+            used = t.user + t.system
+            if count:
+                delta = used - self.last.get(proc.pid, 0.0)  # a process started since: all of its time
+                self.cpu[kind] += delta
+                self.rss[kind] = max(self.rss[kind], rss / 2**20)
+                if delta > 0 and kind not in self.first:
+                    self.first[kind] = time.perf_counter()
+            self.last[proc.pid] = used
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self._sample(True)
+
+    def __enter__(self) -> CpuSampler:
+        self._sample(False)  # what the processes alive now had used before
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample(True)
+
+
+def job(path: str, lines: list[str], warm: str, repeat: int) -> dict:
+    """`recog vehicles` on the file from the embedded store, every core, and on the short `warm` file,
+    after a warm-up job on that (Ray and its workers started)."""
+    from recog import sink
     from recog.config import VehiclesConfig
     from recog.objectstore import EmbeddedStore
     from recog.pipeline import run_inference
     from recog.runtime import init_ray
-    from recog.storage import write_bytes
+    from recog.storage import StorageOptions, write_bytes
 
+    runs = []
     with tempfile.TemporaryDirectory() as tmp, EmbeddedStore(Path(tmp) / "store") as store:
         os.environ.update(store.env())
-        write_bytes(f"s3://bench/clips/{path.name}", path.read_bytes(), StorageOptions.from_env())
+        opts = StorageOptions.from_env()
+        for name, local in (("warm", warm), ("input", path)):
+            write_bytes(f"s3://bench/{name}/{Path(local).name}", Path(local).read_bytes(), opts)
         init_ray(None)
-        seconds = []
-        for i in range(repeat + 1):
-            cfg = VehiclesConfig(input="s3://bench/clips/", output=f"s3://bench/out-{i}", line=tuple(lines), force=True,
-                                 segment_seconds=10)
-            t0 = time.perf_counter()
-            run_inference(cfg, out=open(os.devnull, "w"))
-            seconds.append(time.perf_counter() - t0)
+        quiet = io.StringIO()
+
+        def measured(name: str, i: int) -> dict:
+            with CpuSampler() as sampled, contextlib.redirect_stdout(quiet):
+                t0 = time.perf_counter()
+                cfg = VehiclesConfig(input=f"s3://bench/{name}/", output=f"s3://bench/out-{name}-{i}", line=tuple(lines))
+                manifest = run_inference(cfg, out=quiet)
+                wall = time.perf_counter() - t0
+            vehicles = sink.read_run(cfg.output, manifest, opts, "vehicles")
+            return {"wall_s": wall, "startup_s": sampled.first.get("tracking tasks", t0) - t0,
+                    "cpu_s": dict(sampled.cpu), "peak_rss_mb": dict(sampled.rss),
+                    "segments": manifest["summary"]["units"], "vehicles": vehicles.num_rows,
+                    "crops": sum(n or 0 for n in vehicles.column("crops").to_pylist()),
+                    "segment_seconds": manifest["config"].get("segment_seconds")}
+
+        measured("warm", -1)  # Ray's workers started, their imports done
+        for i in range(repeat):  # the short input too: what both cost beyond their frames is the start-up
+            runs.append({"short": measured("warm", i), "long": measured("input", i)})
         import ray
 
-        ray.shutdown()  # its workers hold this store's credentials: the next clip starts a new store
-    return decode_only(path), statistics.median(seconds[1:])
+        ray.shutdown()
+    return {"runs": runs}
 
 
-def measure(path: Path, lines: list[str], repeat: int, job: bool) -> dict:
-    frames, decode_s = timed(lambda: decode_only(path), repeat)
-    _, track_s = timed(lambda: detect_and_track(path, lines), repeat)
-    with av.open(str(path)) as c:
-        size = f"{c.streams.video[0].codec_context.width}x{c.streams.video[0].codec_context.height}"
-    row = {"clip": path.name, "size": size, "frames": frames, "decode_fps": round(frames / decode_s, 1),
-           "track_fps": round(frames / track_s, 1)}
-    row["track_vs_decode"] = round(row["track_fps"] / row["decode_fps"], 3)
-    if job:
-        _, job_s = whole_job(path, lines, repeat)
-        cores = os.cpu_count() or 1
-        row.update(job_fps=round(frames / job_s, 1), job_fps_per_core=round(frames / job_s / cores, 1), cores=cores)
-        row["job_per_core_vs_decode"] = round(row["job_fps_per_core"] / row["decode_fps"], 3)
+def counts(analyze_fps: list[float]) -> dict:
+    """Crossings per line and direction on each shared clip at each --analyze-fps (25: every frame)."""
+    out = {}
+    for clip, (name, lines, _) in CLIPS.items():
+        for rate in analyze_fps:
+            got = tracking(str(SHARED / name), lines, stages=False, analyze_fps=None if rate >= 25 else rate)
+            out[f"{clip}@{rate:g}"] = collections.Counter(f"{ln} {d}" for ln, d, _ in got["crossings"])
+    return out
+
+
+WORKERS = {"tracking": tracking, "profile": profile, "job": job, "counts": counts}
+
+
+def in_process(code: Path, kind: str, **kwargs) -> dict:
+    """A measurement in a new process that imports recog from `code`."""
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    done = subprocess.run([sys.executable, __file__, "--worker", kind, json.dumps(kwargs)], env=env, capture_output=True,
+                          text=True, cwd=REPO)
+    if done.returncode:
+        raise SystemExit(f"{kind} with {code} failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def checkout(ref: str, folder: Path) -> Path:
+    """recog as of `ref`, extracted (no worktree: nothing in the repository changes)."""
+    archive = subprocess.run(["git", "archive", ref, "recog"], cwd=REPO, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder
+
+
+# ---- the figures ----------------------------------------------------------------------------------
+
+def figures(frames: int, short_frames: int, decode: dict, track: dict, job_runs: list[dict] | None) -> dict:
+    """Rates per core and per CPU-second, the ratios to decode-only, core-days a camera-month. The
+    job's CPU per frame is the long input's beyond the short one's (the start-up apart), when longer."""
+    row = {"frames": frames, "decode_fps_cpu": frames / decode["cpu_s"], "track_fps_cpu": frames / track["cpu_s"],
+           "track_fps_wall": frames / track["wall_s"], "track_peak_rss_mb": track["peak_rss_mb"]}
+    if job_runs:
+        pair = sorted(job_runs, key=lambda r: r["long"]["wall_s"])[len(job_runs) // 2]  # the median
+        run, short = pair["long"], pair["short"]
+        kinds = sorted(set(run["cpu_s"]) | set(short["cpu_s"]))
+        if frames > short_frames:
+            per_frame = {k: (run["cpu_s"].get(k, 0.0) - short["cpu_s"].get(k, 0.0)) / (frames - short_frames) for k in kinds}
+        else:
+            per_frame = {k: run["cpu_s"].get(k, 0.0) / frames for k in kinds}
+        row.update(job_fps_cpu=1 / sum(per_frame.values()), job_fps_cpu_with_startup=frames / sum(run["cpu_s"].values()),
+                   job_fps_per_core_wall=frames / (run["wall_s"] - run["startup_s"]) / run["cores"],
+                   job_startup_s=run["startup_s"], job_wall_s=run["wall_s"], segments=run["segments"],
+                   segment_seconds=run["segment_seconds"], vehicles=run["vehicles"], crops=run["crops"],
+                   job_ms_per_frame={k: 1000 * v for k, v in per_frame.items()}, job_peak_rss_mb=run["peak_rss_mb"])
+        row["job_vs_decode"] = row["job_fps_cpu"] / row["decode_fps_cpu"]
+        row["core_days_a_camera_month"] = FRAMES_A_CAMERA_MONTH / row["job_fps_cpu"] / 86400
     return row
+
+
+def print_cost(rows: dict) -> None:
+    print("\nCost (frames per CPU-second = frames/s per core with the core to itself; per wall s: what this shared "
+          "machine gave, every core, start-up apart)")
+    print(f"{'input':<16} {'code':<7} {'decode':>7} {'tracking':>9} {'job/CPU-s':>9} {'(start-up in)':>13} "
+          f"{'job/core,wall':>13} {'job/decode':>10} {'core-days/cam-month':>19} {'segments':>12}")
+    for (size, code), r in rows.items():
+        seg = f"{r['segments']} x {r['segment_seconds']:g} s" if "segments" in r else "-"
+        print(f"{size + ' ' + str(r['frames']):<16} {code:<7} {r['decode_fps_cpu']:>7.0f} {r['track_fps_cpu']:>9.0f} "
+              f"{r.get('job_fps_cpu', 0):>9.0f} {r.get('job_fps_cpu_with_startup', 0):>13.0f} "
+              f"{r.get('job_fps_per_core_wall', 0):>13.0f} {r.get('job_vs_decode', 0):>10.2f} "
+              f"{r.get('core_days_a_camera_month', 0):>19.1f} {seg:>12}")
+
+
+def print_stages(name: str, split: dict, frames: int) -> None:
+    total = sum(split.values())
+    print(f"  {name}: {1000 * total / frames:.2f} ms a frame")
+    for stage, s in split.items():
+        print(f"    {stage:<34} {1000 * s / frames:6.2f} ms {100 * s / total:5.1f} %")
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--video", type=Path, default=DEFAULT[0])
-    p.add_argument("--line", action="append", default=None, help="counting lines (default: the motorway clip's)")
-    p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--no-hd", action="store_true", help="skip the 1080p copy")
-    p.add_argument("--no-job", action="store_true", help="decode and tracking only (no Ray, no store)")
-    p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--clip", type=Path, default=SHARED / CLIPS["motorway"][0], help="clip to loop (default: the motorway's)")
+    p.add_argument("--line", action="append", default=None, help="counting lines (default: the motorway's)")
+    p.add_argument("--seconds", type=float, default=240.0, help="length of the long inputs (default: 240)")
+    p.add_argument("--sizes", default=",".join(SIZES), help=f"frame sizes among {', '.join(SIZES)} (default: all)")
+    p.add_argument("--before", default=None, metavar="REF", help="also measure recog as of this commit (default: no)")
+    p.add_argument("--repeat", type=int, default=1, help="job runs per input, the median kept (default: 1)")
+    p.add_argument("--no-job", action="store_true", help="decode and tracking only: no Ray, no store (default: off)")
+    p.add_argument("--profile", action="store_true", help="also cProfile the tracking, grouped by stage (default: off)")
+    p.add_argument("--counts", action="store_true", help="also count on the shared clips at 25, 12.5, 8 and 5 analysed "
+                   "frames/s against the hand counts (default: off)")
+    p.add_argument("--clips", type=Path, default=REPO / "recog-data" / "bench-clips",
+                   help="where the looped inputs are kept (default: recog-data/bench-clips)")
+    p.add_argument("--json", type=Path, default=None, help="also write the figures here (default: no)")
+    p.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args()
-    lines = args.line or DEFAULT[1]
-    rows = [measure(args.video, lines, args.repeat, not args.no_job)]
-    if not args.no_hd:
-        with tempfile.TemporaryDirectory() as tmp:
-            rows.append(measure(scale_to_hd(args.video, Path(tmp) / "hd.mp4"), lines, args.repeat, not args.no_job))
-    print(f"{'clip':<28} {'size':>9} {'frames':>6} {'decode fps':>10} {'track fps':>9} {'ratio':>6} {'job fps':>8} "
-          f"{'job fps/core':>12} {'ratio':>6}")
-    for r in rows:
-        print(f"{r['clip']:<28} {r['size']:>9} {r['frames']:>6} {r['decode_fps']:>10} {r['track_fps']:>9} "
-              f"{r['track_vs_decode']:>6} {r.get('job_fps', '-'):>8} {r.get('job_fps_per_core', '-'):>12} "
-              f"{r.get('job_per_core_vs_decode', '-'):>6}")
+    if args.worker:
+        print(json.dumps(WORKERS[args.worker[0]](**json.loads(args.worker[1]))))
+        return 0
+    lines = args.line or MOTORWAY
+    with tempfile.TemporaryDirectory() as tmp:
+        codes = {"after": REPO}
+        if args.before:
+            codes = {"before": checkout(args.before, Path(tmp)), **codes}
+        rows, profiles, out = {}, {}, {"seconds": args.seconds, "cores": os.cpu_count(), "rows": {}, "profiles": {}}
+        for size_name in args.sizes.split(","):
+            size = SIZES[size_name]
+            long = str(looped(args.clip, size, args.seconds, args.clips))
+            once = str(looped(args.clip, size, min(args.seconds, 30.0), args.clips))
+            decode, short_frames = decode_only(long), decode_only(once)["frames"]
+            print(f"[bench] {size_name}: {decode['frames']} frames, decode-only {decode['frames'] / decode['cpu_s']:.0f} "
+                  f"frames per CPU-s", flush=True)
+            for code, where in codes.items():
+                track = in_process(where, "tracking", path=long, lines=lines)
+                short = track if once == long else in_process(where, "tracking", path=once, lines=lines, stages=False)
+                job_runs = None
+                if not args.no_job:
+                    job_runs = in_process(where, "job", path=long, lines=lines, warm=once, repeat=args.repeat)["runs"]
+                    for pair in job_runs:
+                        pair["long"]["cores"] = os.cpu_count() or 1
+                row = rows[size_name, code] = figures(decode["frames"], short_frames, decode, track, job_runs)
+                row["track_peak_rss_mb_one_loop"] = short["peak_rss_mb"]
+                row["stages_s"] = track["stages_s"]
+                print(f"[bench] {size_name} {code}: tracking {row['track_fps_cpu']:.0f} frames per CPU-s"
+                      + (f", job {row['job_fps_cpu']:.0f}" if job_runs else ""), flush=True)
+                if args.profile:
+                    profiles[size_name, code] = in_process(where, "profile", path=long, lines=lines)
+        print_cost(rows)
+        print(f"\nWhere a frame's time goes, tracking on one core (thread CPU clocks around each stage), "
+              f"{args.clip.name} looped to {args.seconds:g} s:")
+        for (size_name, code), r in rows.items():
+            if r["stages_s"]:
+                print_stages(f"{size_name} {code}", r["stages_s"], r["frames"])
+        for (size_name, code), prof in profiles.items():
+            print(f"\ncProfile, {size_name} {code} (own time by stage; the top functions):")
+            print_stages("grouped", prof["stages_s"], prof["frames"])
+            for where, own in prof["top"][:10]:
+                print(f"    {own:8.3f} s  {where}")
+        if not args.no_job:
+            print("\nThe whole job's CPU by process kind, ms a frame (start-up apart); peak memory (MB) of a tracking task; "
+                  "tracking on one core, peak memory on one loop / the whole input:")
+            for (size_name, code), r in rows.items():
+                parts = ", ".join(f"{k} {v:.2f}" for k, v in r["job_ms_per_frame"].items())
+                per_crop = r["job_ms_per_frame"].get("classifier", 0) * r["frames"] / max(1, r["crops"])
+                print(f"  {size_name} {code}: {parts}; {r['vehicles']} vehicles, {r['crops']} crops classified "
+                      f"({per_crop:.0f} ms of classifier each); tracking task {r['job_peak_rss_mb'].get('tracking tasks', 0):.0f} MB; "
+                      f"one core {r['track_peak_rss_mb_one_loop']:.0f} / {r['track_peak_rss_mb']:.0f} MB")
+        out["rows"] = {f"{s} {c}": r for (s, c), r in rows.items()}
+        out["profiles"] = {f"{s} {c}": r for (s, c), r in profiles.items()}
+        if args.counts:
+            rates = [25.0, 12.5, 8.0, 5.0]
+            got = in_process(REPO, "counts", analyze_fps=rates)
+            out["counts"] = got
+            print("\nCounting at --analyze-fps F (25: every frame) on the shared clips, whole files, against the hand counts:")
+            for clip, (_, _, hand) in CLIPS.items():
+                for line, direction in hand:
+                    key = f"{line} {direction}"
+                    print(f"  {clip:<9} {key:<13} hand {hand[line, direction]:>3}   "
+                          + "   ".join(f"{r:g}: {got[f'{clip}@{r:g}'].get(key, 0):>3}" for r in rates))
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows}, indent=1))
+        args.json.write_text(json.dumps(out, indent=1, default=str))
     return 0
 
 

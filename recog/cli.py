@@ -472,7 +472,7 @@ COMMANDS: dict[str, Command] = {
                        "or --name-pattern).\n\n    recog footage --input s3://archive/cam-07/ --output s3://archive/results/ --fps 1"),
     "vehicles": Command(vehicles_arguments, vehicles, "find, track, classify and count every vehicle in footage -> tables",
                         "Find (motion, or a detector), track, classify and count every vehicle in the videos under --input: "
-                        "every frame is looked at. Writes two tables: vehicles (one row per tracked vehicle: when, where "
+                        "every frame is looked at (--analyze-fps: fewer, all decoded). Writes two tables: vehicles (one row per tracked vehicle: when, where "
                         "it entered and left, direction, type from its best crops) and crossings (one row per vehicle "
                         "crossing a named --line, with its direction). Line and --roi coordinates are fractions of the "
                         "frame's width and height.\n\n    recog vehicles --input s3://archive/cam-07/ --output "

@@ -56,6 +56,17 @@ def number_or_auto(noun: str, name: str):
     return parse
 
 
+def seconds_or_auto(text: str) -> float | str:
+    """An argparse type: a positive number of seconds, or `auto` (the job chooses)."""
+    if text == "auto":
+        return "auto"
+    try:
+        return positive_float(text)
+    except (argparse.ArgumentTypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds or auto, not {text}") from None
+
+
+seconds_or_auto.__name__ = "seconds_or_auto"
 batch_size = number_or_auto("inputs", "batch_size")  # --batch-size auto: probe it on each predictor's device
 unit_size = number_or_auto("images", "unit_size")  # --images-per-unit auto: from the cluster (runtime.choose_unit_size)
 
@@ -231,8 +242,15 @@ class VehiclesConfig(InferConfig):
                            "torchvision detection model given with --detector-weights", group="vehicles", choices=DETECTORS)
     detector_weights: str | None = option(None, "checkpoint of the detection model (COCO classes), local or s3://",
                                           group="vehicles", default_help="none; needed with a learned detector")
-    segment_seconds: float = option(60.0, "cut videos into pieces of this many seconds, processed in parallel (each "
-                                    "also reads a warm-up before its start)", group="vehicles", type=positive_float)
+    segment_seconds: float | str = option("auto", "cut videos into pieces of this many seconds, processed in parallel "
+                                          "(each also decodes a warm-up before its start), or auto: chosen on an "
+                                          "output's first run from the cluster's CPUs and the videos' total duration, "
+                                          "then kept (the vehicles table records it)", group="vehicles",
+                                          type=seconds_or_auto)
+    analyze_fps: float | None = option(None, "detect and track at about this many frames per second of video (every "
+                                       "frame is still decoded); counts hold down to 12.5 (README), below it a "
+                                       "warning says so", group="vehicles", type=positive_float,
+                                       default_help="every frame")
     media: str = "vehicles"
 
     def __post_init__(self):

@@ -127,7 +127,7 @@ class MotionDetector:
         self.roi_pixels = int(np.count_nonzero(self.roi)) if self.roi is not None else self.w * self.h
         self.sample = self.roi[::4, ::4] > 0 if self.roi is not None else np.ones(((self.h + 3) // 4, (self.w + 3) // 4), bool)
         self.frames, self.relearn, self.gain = 0, 0, 1.0
-        self.last_mask = self.background = None
+        self.last_mask = self.background = self.block = None
 
     def _exposure(self, img: np.ndarray, frame_index: int) -> np.ndarray:
         """Undo a camera's exposure change: gain = median, over background pixels only (those MOG2
@@ -135,15 +135,20 @@ class MotionDetector:
         brighter than the background are corrected: darkening is already absorbed by the shadow
         test, and correcting it misfires when a white truck fills the view."""
         cv2 = self.cv2
-        if frame_index % 25 == 0 and self.frames > 10:  # keyed to the frame number: segments refresh alike
+        # refreshed at the first frame of every 25 that the detector sees: keyed to the frame number,
+        # so that segments (and every --analyze-fps) refresh alike
+        block = frame_index // 25
+        if block != self.block and self.frames > 10:
             bg = self.mog.getBackgroundImage()
             if bg is not None:
                 grey = bg if bg.ndim == 2 else cv2.cvtColor(bg, cv2.COLOR_BGR2GRAY)
                 self.background = grey[::4, ::4].astype(np.float32) + 1.0
+        self.block = block
         if self.background is None:
             return img
-        grey = img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
-        ratio = self.background / (grey[::4, ::4].astype(np.float32) + 1.0)
+        sample = img[::4, ::4]  # the grey of every 4th pixel, not every pixel's grey subsampled: the same values
+        grey = sample if sample.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(sample), cv2.COLOR_BGR2GRAY)
+        ratio = self.background / (grey.astype(np.float32) + 1.0)
         use = self.sample.copy()
         if self.last_mask is not None:
             still = self.last_mask[::4, ::4] == 0
@@ -154,6 +159,10 @@ class MotionDetector:
         return img if self.gain == 1.0 else cv2.convertScaleAbs(img, alpha=self.gain)
 
     def __call__(self, img: np.ndarray, frame_index: int) -> Detections:
+        return self.blobs(self.foreground(img, frame_index))
+
+    def foreground(self, img: np.ndarray, frame_index: int) -> np.ndarray:
+        """Background subtraction: the frame's moving pixels (255), shadows (127) dropped, inside the region."""
         cv2, p = self.cv2, self.p
         if not p.colour:
             img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
@@ -162,13 +171,19 @@ class MotionDetector:
         img = self._exposure(img, frame_index)
         raw = self.mog.apply(img, learningRate=p.relearn_rate if self.relearn > 0 else -1)
         self.frames += 1
+        self.last_mask = raw
         _, fg = cv2.threshold(raw, 127, 255, cv2.THRESH_BINARY)  # 127 = shadow: dropped
-        if self.roi is not None:
-            fg = cv2.bitwise_and(fg, self.roi)
+        return fg if self.roi is None else cv2.bitwise_and(fg, self.roi)
+
+    def blobs(self, fg: np.ndarray) -> Detections:
+        """Moving pixels -> vehicles: morphology, connected components above the minimum area,
+        fragments merged; a frame mostly in motion, or of too many blobs, is a global change."""
+        cv2, p = self.cv2, self.p
         foreground = cv2.countNonZero(fg) / self.roi_pixels
         fg = cv2.morphologyEx(cv2.morphologyEx(fg, cv2.MORPH_OPEN, self.k_open), cv2.MORPH_CLOSE, self.k_close)
-        self.last_mask = raw
-        _, _, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
+        # Grana's block-based labelling: the same components in the same order as the default
+        # (Spaghetti), in a third of its time here on 320x240 masks (bench/vehicles.py)
+        _, _, stats, _ = cv2.connectedComponentsWithStatsWithAlgorithm(fg, 8, cv2.CV_32S, cv2.CCL_GRANA)
         stats = stats[1:][stats[1:, cv2.CC_STAT_AREA] >= self.min_area]
         global_change = foreground > p.max_fg_frac or len(stats) > p.max_blobs
         self.relearn = 3 if global_change else max(0, self.relearn - 1)  # and a few frames after

@@ -25,6 +25,8 @@ from recog.storage import FileEntry
 from recog.taxonomy import NOT_VEHICLE
 
 UNIT_PROPERTY = "recog.imagesPerUnit"  # the results table property that keeps an output's unit size
+SEGMENT_PROPERTY = "recog.segmentSeconds"  # the vehicles table property that keeps an output's segment length
+LEGACY_SEGMENT_SECONDS = 60.0  # the length of outputs written before it was recorded (the default then)
 
 
 class Media:
@@ -73,6 +75,10 @@ class Media:
 
     def report(self, cfg: InferConfig, manifest: dict) -> list[str]:
         """Lines to print at the end of a run, beyond its summary."""
+        return []
+
+    def warnings(self, cfg: InferConfig) -> list[str]:
+        """What to warn of at the start: settings that work, but less well."""
         return []
 
 
@@ -138,17 +144,23 @@ class Footage(Media):
     def segment_length(self, cfg: InferConfig) -> Fraction:
         return cfg.sampling.segment_length(cfg.segment_seconds)
 
-    def find_units(self, cfg: InferConfig, files: list[FileEntry], fingerprint: str) -> Inputs:
-        """Videos cut into segments; their headers (and sidecars) are read here, a few at a time."""
+    def videos(self, cfg: InferConfig, files: list[FileEntry], sidecars: bool = True):
+        """The videos among `files` (key, files by extension), the other files, and each video's
+        header (by URI) and sidecar text; headers and sidecars are read here, a few at a time."""
         root = storage.listing_root(cfg.source, files, cfg.input_list is not None)
         videos, ignored = sources.video_samples(files, root)
         uris = [by_ext[sources.pick(by_ext, video.VIDEO_EXTS)] for _, by_ext in videos]
-        sidecars = [by_ext.get("json") for _, by_ext in videos]
+        jsons = [by_ext.get("json") if sidecars else None for _, by_ext in videos]
         opts = cfg.storage
         with ThreadPoolExecutor(16) as pool:  # header reads are small and latency-bound
             infos = dict(zip(uris, pool.map(lambda u: video.probe(u, opts), uris)))
             metas = dict(zip(uris, pool.map(
-                lambda u: storage.read_bytes(u, opts).decode("utf-8", "replace") if u else None, sidecars)))
+                lambda u: storage.read_bytes(u, opts).decode("utf-8", "replace") if u else None, jsons)))
+        return videos, ignored, infos, metas
+
+    def find_units(self, cfg: InferConfig, files: list[FileEntry], fingerprint: str) -> Inputs:
+        """Videos cut into segments."""
+        videos, ignored, infos, metas = self.videos(cfg, files)
         units = sources.segment_units(videos, infos, metas, fingerprint, self.segment_length(cfg), cfg.name_pattern,
                                       numbered=self.numbered)
         return Inputs(units=units, videos=len(videos), ignored=ignored)
@@ -169,7 +181,50 @@ class Vehicles(Footage):
         from recog.track import TrackingSettings
 
         return TrackingSettings(lines=tuple(cfg.line), roi=cfg.roi, detector=cfg.detector,
-                                detector_weights=cfg.detector_weights)
+                                detector_weights=cfg.detector_weights, analyze_fps=cfg.analyze_fps)
+
+    def warnings(self, cfg) -> list[str]:
+        from recog.track import COUNTS_HOLD_FPS
+
+        if cfg.analyze_fps is not None and cfg.analyze_fps < COUNTS_HOLD_FPS:
+            return [f"--analyze-fps {cfg.analyze_fps:g} is below {COUNTS_HOLD_FPS:g}, the lowest rate at which the "
+                    f"counts on the shared clips held (README, How well it counts): expect vehicles missed, most "
+                    f"where they are small or close together"]
+        return []
+
+    def sized(self, cfg, files: list[FileEntry], ray_job: runtime.JobRay,
+              out) -> tuple[InferConfig, dict | None, dict[str, str]]:
+        """--segment-seconds: a unit's id holds its segment's bounds, so one output keeps one length, or a
+        rerun would add rows beside the old instead of resuming. The first run over an output records
+        it in its vehicles table (auto: chosen from the cluster and the videos' total duration,
+        runtime.choose_segment_seconds); later runs keep it, and refuse another. An output written
+        before recog recorded it keeps the length that was the default then, 60 s."""
+        vehicles = table.uri(cfg.output, self.tables(cfg).names[0])
+        props = table.properties(vehicles, cfg.storage)
+        held = float(props[SEGMENT_PROPERTY]) if props and SEGMENT_PROPERTY in props else None
+        if held is None and props is not None:
+            held = LEGACY_SEGMENT_SECONDS
+        if held is not None:
+            if cfg.segment_seconds not in ("auto", held):
+                raise ConfigError(f"--segment-seconds {cfg.segment_seconds:g}: {cfg.output} cuts videos into segments "
+                                  f"of {held:g} s (its vehicles table records it), and other segments would add "
+                                  f"their rows again beside the old ones. Use --segment-seconds {held:g} (or auto), "
+                                  f"or another --output")
+            print(f"[recog] --segment-seconds: {held:g} s, as {cfg.output} was written with", file=out, flush=True)
+            return replace(cfg, segment_seconds=held), None, ({} if SEGMENT_PROPERTY in (props or {}) else
+                                                              {SEGMENT_PROPERTY: f"{held:g}"})
+        chosen = None
+        if cfg.segment_seconds == "auto":
+            cluster = ray_job.cluster()
+            pool = self.pool(cluster, cfg, runtime.largest_node_cpus())
+            slots = int(runtime.decode_slots(cluster, pool)) if cfg.detector == "motion" else pool.actors
+            videos, _, infos, _ = self.videos(cfg, files, sidecars=False)
+            chosen = runtime.choose_segment_seconds([i.duration_s for i in infos.values()], slots,
+                                                    self.tracking(cfg).warmup_s())
+            print(f"[recog] --segment-seconds auto: {chosen.seconds:g} s ({chosen.describe()}); the output's vehicles "
+                  f"table records it, and later runs keep it", file=out, flush=True)
+        seconds = chosen.seconds if chosen else cfg.segment_seconds
+        return replace(cfg, segment_seconds=seconds), chosen and asdict(chosen), {SEGMENT_PROPERTY: f"{seconds:g}"}
 
     def detector_version(self, cfg) -> str:
         """A hash of the tracking settings, and of the detector's weights when it has some."""
@@ -188,15 +243,16 @@ class Vehicles(Footage):
 
     def describe(self, cfg, found: Inputs) -> str:
         lines = ", ".join(cfg.line) if cfg.line else "no counting lines"
+        rate = "every frame" if cfg.analyze_fps is None else f"every frame decoded, about {cfg.analyze_fps:g} a second analysed"
         return (f"{found.videos} video(s) -> {len(found.units)} segment(s) of {float(self.segment_length(cfg)):g} s "
-                f"(+{self.tracking(cfg).warmup_s():g} s warm-up each), every frame, detector {cfg.detector}; {lines}")
+                f"(+{self.tracking(cfg).warmup_s():g} s warm-up each), {rate}, detector {cfg.detector}; {lines}")
 
     def read_stage(self, cfg, spec, pool: runtime.PredictorPool, balance=None) -> dict:
         from recog import track
 
         kwargs = {"opts": cfg.storage, "prep": spec.preprocessing, "settings": self.tracking(cfg).to_dict()}
         if cfg.detector == "motion":
-            return {"fn": track.track_units, "num_cpus": 1, "fn_kwargs": kwargs}
+            return {"fn": track.track_units, "num_cpus": pool.decode_cpus, "fn_kwargs": kwargs}
         import ray.data
 
         return {"fn": track.DetectingTracker, "fn_constructor_kwargs": kwargs, "num_gpus": pool.gpus_per_actor,

@@ -96,6 +96,8 @@ def prepare(cfg: InferConfig, ray_job: JobRay, out=sys.stdout) -> Work:
         raise StorageError(f"{cfg.source}: no {media.wanted} found")
     print(f"[recog] {media.describe(cfg, found)}; model {spec.name} {spec.version}"
           + (f"; ignored {len(found.ignored)} other file(s)" if found.ignored else ""), file=out, flush=True)
+    for warning in media.warnings(cfg):
+        print(f"[recog] warning: {warning}", file=out, flush=True)
     # Resume: units the tables hold are taken over, not redone (unless forced, or holding errors).
     status = sink.unit_status(cfg.output, media.tables(cfg).names, [u.unit_id for u in found.units], opts)
     earlier = set() if cfg.force else set(status.committed) - (status.with_errors if cfg.retry_errors else set())

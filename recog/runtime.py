@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import heapq
 import logging
+import math
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -343,11 +345,85 @@ def training_workers(cluster: dict, cfg, node_cpus: float | None = None) -> Trai
 def crop_classifier_pool(cluster: dict, cfg) -> PredictorPool:
     """The vehicles job's classifier: a handful of crops per vehicle is little work beside decoding and
     tracking every frame, so one actor (per GPU, sharing it with a learned detector) with half a
-    CPU ticket; the tracking tasks hold a CPU each."""
+    CPU ticket. The tracking tasks (`decode_cpus`) hold what is left of a core once the classifier
+    and a writer have their share, so that one runs on every core (a whole CPU each left one of a
+    2-CPU machine's cores to the classifier's half ticket)."""
     gpus = int(cluster.get("GPU", 0))
     if gpus and cfg.device != "cpu":
-        return PredictorPool(cfg.actors or gpus, cfg.cpus_per_actor or 0.5, 0.5, pool_batch(cfg, GPU_BATCH), "cuda")
-    if cfg.device == "cuda":
+        pool = PredictorPool(cfg.actors or gpus, cfg.cpus_per_actor or 0.5, 0.5, pool_batch(cfg, GPU_BATCH), "cuda")
+    elif cfg.device == "cuda":
         raise ClusterError("--device cuda was asked for, but the Ray cluster has no GPUs")
-    return PredictorPool(cfg.actors or 1, 0.5, 0, pool_batch(cfg, CPU_BATCH), "cpu", int(cfg.cpus_per_actor or 1),
-                         memory=CPU_ACTOR_MEMORY)
+    else:
+        pool = PredictorPool(cfg.actors or 1, 0.5, 0, pool_batch(cfg, CPU_BATCH), "cpu", int(cfg.cpus_per_actor or 1),
+                             memory=CPU_ACTOR_MEMORY)
+    cpus = max(1, int(cluster.get("CPU", 1)))
+    left = cpus - pool.actors * pool.cpus_per_actor - WRITER_CPUS
+    # in hundredths: Ray adds tickets in fixed point, and a sum that came to 2.0000001 would not fit
+    return replace(pool, decode_cpus=max(0.05, math.floor(100 * left / cpus) / 100))
+
+
+# --segment-seconds auto (the vehicles job). Each segment is a task that tracks on one core, and
+# also decodes a warm-up before its start (TrackingSettings.warmup_s: 11 s with the motion
+# detector), work its neighbour does again. Long segments waste less on warm-ups; enough of them
+# keep every core busy to the end. The length is chosen for the least time on the busiest core.
+# The longest: a unit's crops travel as one block (224 px, 150 KB each, 3 a vehicle), about 230 MB for
+# 300 s of a motorway as busy as the shared clip's (1.7 vehicles/s); a crash loses at most a segment.
+SEGMENT_SECONDS = (10.0, 300.0)
+SEGMENT_LADDER = (30, 60, 120, 180, 240, 300)  # lengths tried besides the total split evenly
+
+
+def segment_works(durations: list[float], length: float, warmup_s: float) -> list[float]:
+    """Seconds of video each segment decodes when videos of `durations` are cut into `length`-second
+    segments as video.segment_bounds cuts them (the last takes the rest), each with its warm-up
+    (none for a video's first)."""
+    works = []
+    for d in durations:
+        n = 1 if d <= length else math.ceil(d / length)
+        works += [length + (warmup_s if k else 0.0) for k in range(n - 1)]
+        works.append(d - (n - 1) * length + (min(warmup_s, (n - 1) * length)))
+    return works
+
+
+def busiest_slot(works: list[float], slots: int) -> float:
+    """Seconds of video on the busiest of `slots` tracking slots, each taking the next segment as
+    it frees (longest first, as a bound on what Ray's order gives): exact for up to 50 segments a
+    slot, beyond that the mean plus the longest segment."""
+    if len(works) > 50 * slots:
+        return sum(works) / slots + max(works)
+    load = [0.0] * min(slots, len(works))
+    for w in sorted(works, reverse=True):
+        heapq.heapreplace(load, load[0] + w)
+    return max(load)
+
+
+@dataclass(frozen=True)
+class SegmentSize:
+    """What --segment-seconds auto chose on an output's first run, and from what."""
+
+    seconds: float
+    slots: int  # tracking tasks that run at once
+    videos: int
+    video_s: float  # their total duration
+    warmup_s: float
+    busiest_s: float  # seconds of video (warm-ups included) on the busiest slot
+
+    def describe(self) -> str:
+        return (f"{self.videos} video(s), {self.video_s / 60:,.1f} min in all, on {self.slots} tracking slot(s), each "
+                f"segment also decoding {self.warmup_s:g} s of warm-up: the busiest has {self.busiest_s:,.0f} s of video, "
+                f"{self.busiest_s * self.slots / self.video_s:.2f}x an even share")
+
+
+def choose_segment_seconds(durations: list[float], slots: int, warmup_s: float) -> SegmentSize:
+    """The segment length for videos of `durations` (seconds; unknown ones left out) on `slots`
+    tracking slots: the longest whose busiest slot is within 3 % of the best, among the total split
+    evenly over the slots 1 to 4 times and SEGMENT_LADDER, within SEGMENT_SECONDS and no shorter
+    than the warm-up."""
+    durations = [d for d in durations if d and d > 0] or [SEGMENT_SECONDS[0]]
+    slots, total = max(1, slots), sum(durations)
+    least, most = max(SEGMENT_SECONDS[0], warmup_s), SEGMENT_SECONDS[1]
+    tried = {min(most, max(least, float(math.ceil(total / (slots * k))))) for k in (1, 2, 3, 4)}
+    tried |= {min(most, max(least, float(s))) for s in SEGMENT_LADDER}
+    busiest = {length: busiest_slot(segment_works(durations, length, warmup_s), slots) for length in tried}
+    best = min(busiest.values())
+    length = max(s for s, b in busiest.items() if b <= 1.03 * best)
+    return SegmentSize(length, slots, len(durations), round(total, 1), warmup_s, round(busiest[length], 1))

@@ -3,8 +3,13 @@ a unit's id, and how it says what it found (no store or Ray needed: a local list
 
 from __future__ import annotations
 
-from recog import storage
-from recog.config import InferConfig
+import io
+
+import pytest
+
+from recog import sink, storage, table
+from recog.config import InferConfig, VehiclesConfig
+from recog.errors import ConfigError
 from recog.media import MEDIA, fingerprint
 from tests.imagedata import jpeg
 from tests.videodata import encode_video
@@ -34,3 +39,35 @@ def test_footage_units_are_segments_and_sampling_is_part_of_their_id(tmp_path):
     other = InferConfig(input=cfg.input, output=cfg.output, media="video", fps=2.0)
     assert fingerprint(cfg, {"name": "m"}) != fingerprint(other, {"name": "m"})
     assert fingerprint(InferConfig(input="a", output="b"), {"name": "m"}) == fingerprint(InferConfig(input="c", output="d"), {"name": "m"})
+
+
+def test_an_outputs_segment_length_is_recorded_on_its_first_run_and_kept(tmp_path):
+    (tmp_path / "in").mkdir()
+    encode_video(tmp_path / "in" / "clip.mp4", frames=50, fps=25)
+    files, out = storage.list_files(str(tmp_path / "in"), storage.StorageOptions()), str(tmp_path / "out")
+    vehicles, said = MEDIA["vehicles"], io.StringIO()
+
+    def sized(seconds, output=out):
+        return vehicles.sized(VehiclesConfig(input=str(tmp_path / "in"), output=output, segment_seconds=seconds), files, None,
+                              said)
+
+    cfg, chosen, record = sized(30.0)
+    assert (cfg.segment_seconds, chosen, record) == (30.0, None, {"recog.segmentSeconds": "30"})
+    vehicles_table = table.uri(out, "vehicles")
+    table.set_properties(vehicles_table, sink.schema_of("vehicles"), storage.StorageOptions(), record)  # as the job does
+    assert sized("auto")[0].segment_seconds == 30.0 and sized(30.0)[2] == {}  # kept, nothing more to record
+    with pytest.raises(ConfigError, match="--segment-seconds 20: .* segments of 30 s .* Use --segment-seconds 30"):
+        sized(20.0)
+    # an output written before the length was recorded: the default of then, 60 s, recorded on its next run
+    old = str(tmp_path / "old")
+    table.create(table.uri(old, "vehicles"), sink.schema_of("vehicles"), storage.StorageOptions())
+    cfg, _, record = sized("auto", old)
+    assert (cfg.segment_seconds, record) == (60.0, {"recog.segmentSeconds": "60"}) and f"as {old} was written with" in said.getvalue()
+
+
+def test_analysing_below_the_rate_counts_held_at_warns():
+    cfg = VehiclesConfig(input="in", output="out", analyze_fps=8)
+    (warning,) = MEDIA["vehicles"].warnings(cfg)
+    assert "--analyze-fps 8 is below 12.5" in warning
+    assert MEDIA["vehicles"].warnings(VehiclesConfig(input="in", output="out", analyze_fps=12.5)) == []
+    assert fingerprint(cfg, {"name": "m"}) != fingerprint(VehiclesConfig(input="in", output="out"), {"name": "m"})

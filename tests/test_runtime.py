@@ -1,8 +1,11 @@
 """Sizing the predictor pool, the units and the training workers to a cluster (no Ray needed)."""
 
+import math
+
 import pytest
 
-from recog.config import InferConfig, TrainConfig
+from recog import runtime
+from recog.config import InferConfig, TrainConfig, VehiclesConfig
 from recog.errors import ClusterError
 from recog.runtime import UNIT_IMAGES, choose_unit_size, images_per_unit, predictor_pool, training_workers
 
@@ -82,3 +85,23 @@ def test_the_unit_size_is_measured_for_only_when_the_smallest_might_not_do():
     # one GPU on a machine whose Ray Data moves 150 units/s: 256 carries 38,400 images/s, twice 10,000
     one = {"CPU": 16, "GPU": 1}
     assert choose_unit_size(one, predictor_pool(one, CFG), 10**6, measure=lambda: 150.0).images == 256
+
+
+def test_the_vehicles_job_tracks_on_every_core_beside_its_classifier_and_a_writer():
+    for cluster in ({"CPU": 1}, {"CPU": 2}, {"CPU": 16}, {"CPU": 64}, {"CPU": 16, "GPU": 1}):
+        pool = runtime.crop_classifier_pool(cluster, VehiclesConfig(input="in", output="out"))
+        held = pool.actors * pool.cpus_per_actor + runtime.WRITER_CPUS
+        tasks = math.floor((cluster["CPU"] - held) / pool.decode_cpus + 1e-9)
+        assert tasks == cluster["CPU"] and runtime.decode_slots(cluster, pool) >= cluster["CPU"]  # one a core, all of them
+
+
+def test_segments_are_as_long_as_keeps_every_core_busy_to_the_end():
+    one = runtime.choose_segment_seconds([120.0], 2, 11.0)  # two cores, one 2-minute clip: one half each
+    assert (one.seconds, one.busiest_s) == (60, 71)
+    assert runtime.choose_segment_seconds([120.5], 2, 11.0).seconds == 61  # not a third segment of half a second
+    assert runtime.choose_segment_seconds([3600.0], 2, 11.0).seconds == 300  # the longest: the fewest warm-ups
+    many = runtime.choose_segment_seconds([3600.0], 64, 11.0)  # 64 cores: about one segment each
+    assert many.seconds < 60 and many.busiest_s < 1.2 * (3600 + 63 * 11) / 64
+    assert runtime.choose_segment_seconds([30.0] * 1000, 64, 11.0).seconds == 300  # short files are segments already
+    assert runtime.choose_segment_seconds([30.0], 64, 11.0).seconds >= 11  # never shorter than its warm-up
+    assert "2 tracking slot(s)" in one.describe() and "1.18x an even share" in one.describe()

@@ -10,7 +10,7 @@ import pytest
 
 from recog import video
 from recog.storage import StorageOptions
-from recog.track import LineCounter, TrackingSettings, heading, track_segment
+from recog.track import LineCounter, SegmentTracker, TrackingSettings, crop_rgb, cut_crop, heading, track_segment
 from tests.videodata import traffic_video
 
 OPTS = StorageOptions()
@@ -65,7 +65,42 @@ def test_one_vehicle_driving_down_is_counted_once_with_its_crop(tmp_path):
     assert [(c["line"], c["direction"]) for c in result.crossings] == [("mid", "out")]
     assert abs(result.crossings[0]["frame"] - 88) <= 1  # its bottom edge reaches y = 120 in frame 88
     (track,) = result.tracks
-    assert heading(track.entry, track.exit)[0] == "down" and track.crops and track.crops[0][4].shape[2] == 3
+    assert heading(track.entry, track.exit)[0] == "down" and track.crops and crop_rgb(track.crops[0][4]).shape[2] == 3
+    # --analyze-fps 8: every third frame analysed (all decoded), the same vehicle in the same place
+    third = track_segment(video.Segment(str(path), "one", Fraction(0), None),
+                          TrackingSettings(lines=("mid=0,0.5,1,0.5",), analyze_fps=8), OPTS)
+    assert third.frames == result.frames == 200 and [c["direction"] for c in third.crossings] == ["out"]
+    assert third.crossings[0]["frame"] % 3 == 0 and abs(third.crossings[0]["frame"] - 88) <= 3  # the video's numbering
+    (seen,) = third.tracks
+    assert abs(seen.frames_seen - track.frames_seen / 3) <= 2 and seen.crops
+
+
+def test_fewer_frames_analysed_with_every_gate_lasting_as_long_in_seconds():
+    assert [TrackingSettings(analyze_fps=f).frame_step(fps) for f, fps in
+            ((None, 25), (25, 25), (12.5, 25), (12.5, 24.01), (8, 25), (5, 25), (25, 12.5), (8, 12.5))] == [1, 1, 2, 2, 3, 5, 1, 1]
+    every, fifth = (SegmentTracker(TrackingSettings(lines=("l=0,0.5,1,0.5",), analyze_fps=f), (320, 240), 25.0, 0.0, 10.0)
+                    for f in (None, 5))
+    assert (every.fps, fifth.fps, [fifth.analyses(i) for i in range(6)]) == (25, 5, [True, False, False, False, False, True])
+    # the lost-track buffer (1 s), the background's memory (20 s) and the crossing hold in analysed frames
+    assert (every.tracker.lost_frames, fifth.tracker.lost_frames) == (25, 5)
+    assert (every.detector.mog.getHistory(), fifth.detector.mog.getHistory()) == (500, 100)
+    assert (every.min_cross, fifth.min_cross, every.crop_stride, fifth.crop_stride) == (2, 2, 2, 1)
+    # the setting is part of a unit's id only when set: outputs written before it keep theirs
+    assert "analyze_fps" not in TrackingSettings().to_dict() and TrackingSettings(analyze_fps=5).to_dict()["analyze_fps"] == 5
+    assert TrackingSettings.from_dict(TrackingSettings(analyze_fps=5).to_dict()).analyze_fps == 5
+
+
+def test_a_crop_is_cut_from_the_decoded_planes_with_the_colours_of_the_whole_frames_conversion(tmp_path):
+    import av
+
+    path = traffic_video(tmp_path / "one.mp4", 50, vehicles=[(0, 100, 40, 30, 2.5, (200, 60, 40))])
+    with av.open(str(path)) as c:
+        frame = list(c.decode(video=0))[30]
+    whole = frame.to_ndarray(format="rgb24")
+    for box in ([101, 31, 143, 64], [0, 0, 320, 240], [10, 20, 12, 22]):  # odd bounds, the whole frame, a tiny one
+        crop = crop_rgb(cut_crop(frame, box))
+        assert np.array_equal(crop, whole[box[1]:box[3], box[0]:box[2]])  # to the bit: the classifier sees what it saw
+    assert (crop_rgb(cut_crop(whole, [1, 2, 5, 9])) == whole[2:9, 1:5]).all()
 
 
 def test_a_static_scene_has_no_vehicles(tmp_path):

@@ -47,13 +47,15 @@ def test_cores_benchmark_accounts_for_the_job(tmp_path, shared_data):
 
 def test_vehicles_benchmark_runs_on_a_shared_clip(tmp_path, shared_data):
     out = tmp_path / "vehicles.json"
-    done = subprocess.run([sys.executable, "bench/vehicles.py", "--video", str(shared_data / "videos" / "intel_car-detection.mp4"),
-                           "--line", "mid=0,0.5,1,0.5", "--repeat", "1", "--no-hd", "--json", str(out)],
-                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    done = subprocess.run([sys.executable, "bench/vehicles.py", "--clip", str(shared_data / "videos" / "intel_car-detection.mp4"),
+                           "--line", "mid=0,0.5,1,0.5", "--sizes", "320x240", "--seconds", "4", "--clips", str(tmp_path),
+                           "--json", str(out)], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    (row,) = json.loads(out.read_text())["rows"]
-    assert row["frames"] == 377
-    assert row["decode_fps"] > 0 and row["track_fps"] > 0 and row["job_fps"] > 0
+    row = json.loads(out.read_text())["rows"]["320x240 after"]
+    assert row["frames"] == 100 and row["segments"] == 1
+    assert row["decode_fps_cpu"] > 0 and row["track_fps_cpu"] > 0 and row["job_fps_cpu"] > 0 and row["core_days_a_camera_month"] > 0
+    assert len(row["stages_s"]) == 8 and row["stages_s"]["background subtraction"] > 0
+    assert row["job_ms_per_frame"]["tracking tasks"] > 0 and row["job_ms_per_frame"]["classifier"] > 0
 
 
 def test_heads_benchmark_runs(tmp_path):

@@ -166,6 +166,8 @@ def matrix(r: Path) -> list[tuple[list[str], str]]:
         (["vehicles", *clip, "--fps", "1"], "recog vehicles --help lists its options"),
         (["vehicles", *clip, "--detector", "fasterrcnn_resnet50_fpn"], "needs --detector-weights"),
         (["vehicles", *clip, "--detector-weights", NO_SUCH], "for a learned detector"),
+        (["vehicles", *clip, "--segment-seconds", "a minute"], "--segment-seconds: must be a number of seconds or auto"),
+        (["vehicles", *clip, "--analyze-fps", "0"], "--analyze-fps: must be greater than 0"),
         # train and eval
         (["train", "--train", NO_SUCH, "--output", out], "not found"),
         (["train", "--train", str(r / "photos"), "--output", out, "--arch", "vgg"], "unknown architecture 'vgg'"),

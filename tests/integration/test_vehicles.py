@@ -20,6 +20,7 @@ for a top-to-bottom one).
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from fractions import Fraction
@@ -28,7 +29,7 @@ import pytest
 import torch
 import torchvision
 
-from recog import storage, video
+from recog import cli, storage, table, video
 from recog.query import Results
 from recog.storage import StorageOptions
 from recog.track import TrackingSettings, track_segment
@@ -94,6 +95,22 @@ def test_counts_on_the_shared_clips_against_the_hand_counts(clip, shared_data, b
         assert made.returncode == 0, made.stderr
         html = page.read_text()
         assert "<h2>Crossings</h2>" in html and "gate over time" in html and html.count("<img ") >= 8
+
+
+def test_at_every_other_frame_the_roadside_is_counted_as_by_hand(shared_data, bucket, opts, ray_local, capsys):
+    """--analyze-fps 12.5: every frame decoded, every other one detected and tracked (bench/vehicles.py
+    --counts has the other clips and rates); the segments' length chosen for the cluster (auto, the
+    default) and recorded in the output, in this process through the entry point."""
+    name, lines, hand = ROADSIDE
+    storage.write_bytes(f"{bucket}/cam/{name}", (shared_data / "videos" / name).read_bytes(), opts)
+    status = cli.main(["vehicles", "--input", f"{bucket}/cam/", "--output", f"{bucket}/half/", "--line", lines[0],
+                       "--analyze-fps", "12.5"])
+    out = capsys.readouterr().out
+    assert status == 0 and "about 12.5 a second analysed" in out and "warning" not in out
+    chosen = re.search(r"--segment-seconds auto: (\S+) s \(1 video\(s\)", out).group(1)
+    assert table.properties(table.uri(f"{bucket}/half/", "vehicles"), opts)["recog.segmentSeconds"] == chosen
+    got = counts(Results(f"{bucket}/half/", opts))
+    assert {k: got.get(k, 0) for k in hand} == hand
 
 
 def test_a_learned_detector_from_a_checkpoint_runs_in_the_actor_pool(tmp_path, ray_local):
