@@ -35,7 +35,7 @@ model: install
 	$(BIN)/recog shards --from $(TRAFFIC)/train --to $(TRAFFIC)-shards/train --per-shard 1000
 	$(BIN)/recog shards --from $(TRAFFIC)/val --to $(TRAFFIC)-shards/val --per-shard 1000
 	$(BIN)/recog train --train '$(TRAFFIC)-shards/train-*.tar' --val '$(TRAFFIC)-shards/val-*.tar' --output $(MODEL_OUT) \
-		--name vehicle-types --frozen-stages 5 --image-size 128 --augment crops --balance-classes \
+		--name vehicle-types --frozen-stages 4 --image-size 128 --augment crops --balance-classes \
 		--epochs 8 --lr 1e-3 --batch-size 64 --workers 2 --restart --data-source '$(DATA_SOURCE)'
 	cp $(MODEL_OUT)/model.json $(MODEL_OUT)/weights.pt recog/models/vehicle_types/
 	$(BIN)/python -m recog.dataset.evaluate --set $(TRAFFIC) --model vehicle-types --photos $(SHARED)/photos | tee $(MODEL_OUT)/eval.md

@@ -172,8 +172,8 @@ def main() -> int:
     p.add_argument("--batch-size", type=int, default=None, help="model batch, all three (default: the job's)")
     p.add_argument("--scale", default="1,10,100", help="multiples of --scale-base images for the scaling figures")
     p.add_argument("--scale-base", type=int, default=96, help="images at scale 1 (default 96)")
-    p.add_argument("--model", default="efficientnet_lite0", help="the model, all three (default efficientnet_lite0: one "
-                   "head; vehicle-types adds ImageNet's, see bench/heads.py)")
+    p.add_argument("--model", default="efficientnet_lite0", help="the model, all three (default efficientnet_lite0, at "
+                   "224 px; bench/models.py compares models)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (model-only and recog alike)")
     p.add_argument("--video", type=Path, default=SHARED / "videos" / CLIPS[0], help="clip for the footage figures")
     p.add_argument("--no-footage", action="store_true", help="skip the footage figures")

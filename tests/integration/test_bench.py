@@ -29,7 +29,8 @@ def test_throughput_benchmark_runs_on_a_tiny_input(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     figures = json.loads(out.read_text())
     assert {"model_only", "plain_loop", "recog", "decode_only", "bound"} <= set(figures["images_per_s"])
-    assert all(v > 0 for v in figures["images_per_s"].values()) and set(figures["ratios"]) == {"recog_vs_model_only", "recog_vs_plain_loop"}
+    assert all(v > 0 for v in figures["images_per_s"].values())
+    assert figures["input_size"]["efficientnet_lite0"] == 224 and set(figures["ratios"]) == {"recog_vs_model_only", "recog_vs_plain_loop"}
     assert set(figures["actors"]) == {"1", "2"} and figures["scaling"]["1"]["images"] == 16
     assert figures["footage"]["frames"] == 50 and figures["footage"]["job_fps"] > 0
 
@@ -58,13 +59,14 @@ def test_vehicles_benchmark_runs_on_a_shared_clip(tmp_path, shared_data):
     assert row["job_ms_per_frame"]["tracking tasks"] > 0 and row["job_ms_per_frame"]["classifier"] > 0
 
 
-def test_heads_benchmark_runs(tmp_path):
-    out = tmp_path / "heads.json"
-    done = subprocess.run([sys.executable, "bench/heads.py", "--count", "16", "--repeat", "1", "--json", str(out)],
+def test_models_benchmark_runs(tmp_path):
+    out = tmp_path / "models.json"
+    done = subprocess.run([sys.executable, "bench/models.py", "--count", "16", "--repeat", "1", "--json", str(out)],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     figures = json.loads(out.read_text())
     assert set(figures["images_per_s"]) == {"efficientnet_lite0", "vehicle-types"} and all(v > 0 for v in figures["images_per_s"].values())
+    assert figures["input_size"]["efficientnet_lite0"] == 224
 
 
 def test_gpu_benchmark_runs_on_a_cpu_with_a_tiny_input(tmp_path):
