@@ -53,7 +53,8 @@ class TrackingSettings:
     motion: MotionParams = MotionParams()
     lost_s: float = 1.0  # a lost track is kept this long (stop-and-go, occlusion)
     confirm_s: float = 0.12  # a track is confirmed after this long of consecutive matches
-    min_track_s: float = 0.3  # a track seen for less is a flicker (asphalt, overlay text), no vehicle: dropped
+    min_track_s: float = 0.2  # a track seen for less is a flicker (asphalt, overlay text), no vehicle: dropped. Not
+    # longer: a vehicle's track may break where it passes another, and a 5-frame piece may be the one that crosses
     min_iou: float = 0.1  # vehicles at 12.5 fps move much of their length per frame
     cross_s: float = 0.1  # the anchor must stay on the new side this long
     max_new_per_s: float = 8.0  # more new tracks per second than this is a phantom flood
@@ -345,7 +346,8 @@ class SegmentTracker:
 
     def result(self, frames: int, error: str | None = None) -> SegmentResult:
         """The tracks and crossings the segment owns, without the tracks seen too briefly to be vehicles."""
-        lasting = {n for n, tr in self.tracks.items() if tr.frames_seen >= max(2, round(self.s.min_track_s * self.fps))}
+        shortest = max(2, math.ceil(self.s.min_track_s * self.fps - 1e-9))  # analysed frames
+        lasting = {n for n, tr in self.tracks.items() if tr.frames_seen >= shortest}
         owned = [tr for n, tr in self.tracks.items() if n in lasting and self.start <= tr.owner_time() < self.end]
         crossings = sorted((c for c in self.crossings if c["track"] in lasting), key=lambda c: c["t"])
         return SegmentResult(owned, crossings, self.flags, frames, self.video_fps, self.full, error)
