@@ -145,7 +145,8 @@ def resize_crop_tensor(img, prep: Preprocessing):
     scale = prep.resize_size / min(w, h)
     size = [max(prep.input_size, round(h * scale)), max(prep.input_size, round(w * scale))]
     img = F.resize(img, size, interpolation=InterpolationMode(prep.interpolation), antialias=True)
-    return F.center_crop(img, [prep.input_size, prep.input_size]).permute(1, 2, 0)
+    top, left = (size[0] - prep.input_size) // 2, (size[1] - prep.input_size) // 2  # as resize_crop (center_crop rounds up)
+    return img[:, top:top + prep.input_size, left:left + prep.input_size].permute(1, 2, 0)
 
 
 def decode_jpegs(datas: list[bytes], prep: Preprocessing, device):

@@ -54,7 +54,7 @@ def test_an_outputs_segment_length_is_recorded_on_its_first_run_and_kept(tmp_pat
     cfg, chosen, record = sized(30.0)
     assert (cfg.segment_seconds, chosen, record) == (30.0, None, {"recog.segmentSeconds": "30"})
     vehicles_table = table.uri(out, "vehicles")
-    table.set_properties(vehicles_table, sink.schema_of("vehicles"), storage.StorageOptions(), record)  # as the job does
+    table.create(vehicles_table, sink.schema_of("vehicles"), storage.StorageOptions(), record)  # as the job does
     assert sized("auto")[0].segment_seconds == 30.0 and sized(30.0)[2] == {}  # kept, nothing more to record
     with pytest.raises(ConfigError, match="--segment-seconds 20: .* segments of 30 s .* Use --segment-seconds 30"):
         sized(20.0)

@@ -1,3 +1,5 @@
+import io
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -147,6 +149,18 @@ def test_decode_jpegs_matches_the_cpu_path_and_reports_bad_files():
     for i, data in enumerate(good):
         cpu = decode_image(data, prep)[0].astype(int)
         assert np.abs(pixels[i].numpy().astype(int) - cpu).mean() < 3
+
+
+def test_the_tensor_resize_crops_where_the_pil_one_does():
+    """An odd margin (219 - 128 = 91 px) is split the same way: torchvision's center_crop rounds it
+    up, which shifted the predictor's pixels by one against the workers' (a label flipped)."""
+    import torch
+
+    prep = Preprocessing(input_size=128, resize_size=146)
+    img = Image.open(io.BytesIO(encode(_photo_like(300, 200), "PNG"))).convert("RGB")
+    cpu = preprocess.resize_crop(img, prep).astype(int)
+    tensor = preprocess.resize_crop_tensor(torch.from_numpy(np.array(img)).permute(2, 0, 1), prep).numpy().astype(int)
+    assert np.abs(tensor - cpu).mean() < 0.1
 
 
 def test_load_units_asks_the_balance_where_each_unit_decodes_and_tells_it_how_long_units_took(tmp_path):

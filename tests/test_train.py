@@ -63,9 +63,9 @@ def test_a_fine_tune_of_the_shipped_model_takes_its_recipe_and_keeps_its_head():
     start = models.resolve("vehicle-types")
     cfg = fine_tune_recipe(TrainConfig(train="t", output="o/cam-7", init="vehicle-types"), start)
     assert (cfg.arch, cfg.image_size, cfg.frozen_stages) == (start.arch, start.preprocessing.input_size, start.shared_stages)
-    # the data's new labels become classes after the package's; a type of one class trains that class
-    spec = training_spec(cfg, {"car": 5, "van": 3, "not_vehicle": 4}, start)
-    assert spec.classes == (*start.classes, "not_vehicle") and spec.types == (*start.types, "not_vehicle")
+    # the data's new labels become classes after the package's (its classes are its types: no type list)
+    spec = training_spec(cfg, {"car": 5, "van": 3, "not_vehicle": 2, "bicycle": 4}, start)
+    assert spec.classes == (*start.classes, "bicycle") and spec.types is None is start.types
     assert (spec.taxonomy, spec.base, spec.shared_stages) == (start.taxonomy, start.base, start.shared_stages)
     assert training_spec(fine_tune_recipe(TrainConfig(train="t", output="o", init="x", frozen_stages=0), start),
                          {"car": 1}, start).base is None  # every stage trained: nothing shared with the base

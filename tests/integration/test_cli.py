@@ -172,7 +172,8 @@ def test_readme_demo_command_runs(tmp_path):
     assert "345 rows read back from 5 Parquet file(s); 1 error(s)" in proc.stdout
     assert "error row: s3://recog-demo/inputs/photos/broken.jpg" in proc.stdout
     assert "footage: 10 frames at 1 fps from 1 video(s)" in proc.stdout
-    assert "vehicles: 4 vehicle(s) tracked in every frame, 4 crossing(s)" in proc.stdout  # the drawn clip's four boxes
+    # the drawn clip's four boxes are tracked, and typed as what they are: no vehicles, so nothing is counted
+    assert "vehicles: 0 vehicle(s) tracked in every frame, 0 crossing(s) of gate=0.6,0.5,0.6,1.0; 4 track(s) of background, not counted" in proc.stdout
     assert "demo-cam" in proc.stdout.split("recog query")[1]  # the query over both runs
     assert (tmp_path / "recog-data" / "report.html").stat().st_size > 10_000
     assert (tmp_path / "recog-data" / "store" / "credentials.env").exists()
