@@ -75,7 +75,7 @@ def test_shared_traffic_clips(shared_data, bucket, opts, ray_local, capsys):
             labels = collections.Counter(r["label"] for r in rows if r["key"] == key)
             top = collections.Counter(r["topk_labels"][0] for r in rows if r["key"] == key)
             print(f"\n{key}: {counts[key]} frames at 1 fps; labels {dict(labels.most_common())}; "
-                  f"top ImageNet classes {dict(top.most_common(3))}", end="")
+                  f"the model's top classes {dict(top.most_common(3))}", end="")
 
 
 def test_footage_from_an_input_list(tmp_path, ray_local):
