@@ -6,8 +6,8 @@ vehicles typed by hand.
 Each clip runs whole (one segment, so that track ids are the whole file's track numbers, as in
 the truth file) with its lines, as tests/integration/test_vehicles.py counts them. Per clip it
 prints the tracks kept; those flagged (a `warning`: `not_vehicle`, or a phantom flood) and
-whether any flagged one was a vehicle by hand; the phantoms left (tracks typed not_vehicle by hand,
-or with no hand type, that still carry a vehicle type), each with its size, frames and crossings;
+whether any flagged one was a vehicle by hand; the phantoms left (tracks typed not_vehicle by hand
+that still carry a vehicle type) and the tracks nobody typed, each with its size, frames and crossings;
 the hand-typed vehicles typed right; the crossings counted against the hand count.
 """
 
@@ -26,6 +26,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from vehicles import CLIPS  # noqa: E402  (bench/vehicles.py: each clip's file, lines and hand counts)
+
 from recog.config import VehiclesConfig  # noqa: E402
 from recog.pipeline import run_inference  # noqa: E402
 from recog.query import Results  # noqa: E402
@@ -33,12 +35,6 @@ from recog.storage import StorageOptions  # noqa: E402
 from recog.taxonomy import NOT_VEHICLE  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
-CLIPS = {  # name -> (file, lines, hand count per "line direction"), as tests/integration/test_vehicles.py
-    "roadside": ("ahmetozlu_input_video.mp4", ["gate=0.6,0.5,0.6,1.0"], {"gate in": 8}),
-    "motorway": ("bgslibrary_video02.avi", ["away=0.3,0.6,1.0,0.6", "oncoming=0.2,0.1,0.2,0.55"],
-                 {"away in": 23, "oncoming out": 20}),
-    "parking": ("intel_car-detection.mp4", ["mid=0,0.5,1,0.5"], {"mid in": 2, "mid out": 2}),
-}
 
 
 def read_truth(path: Path) -> dict[tuple[str, int], str]:
@@ -60,7 +56,7 @@ def run_clip(name: str, model: str, work: Path) -> tuple[list[dict], Counter]:
     results = Results(output, StorageOptions())
     vehicles = results.sql("SELECT track_id, label, score, warning, frames_seen, lines, best_box FROM vehicles "
                            "ORDER BY track_id").to_pylist()
-    crossings = Counter(f"{r['line']} {r['direction']}" for r in results.sql("SELECT line, direction FROM crossings").to_pylist())
+    crossings = Counter((r["line"], r["direction"]) for r in results.sql("SELECT line, direction FROM crossings").to_pylist())
     return vehicles, crossings
 
 
@@ -75,7 +71,8 @@ def report(name: str, vehicles: list[dict], crossings: Counter, truth: dict[tupl
     file, _, hand = CLIPS[name]
     typed = {v["track_id"]: truth.get((file, v["track_id"])) for v in vehicles}
     flagged = [v for v in vehicles if v["warning"]]
-    left = [v for v in vehicles if not v["warning"] and typed[v["track_id"]] in (NOT_VEHICLE, None)]
+    left = [v for v in vehicles if not v["warning"] and typed[v["track_id"]] == NOT_VEHICLE]
+    untyped = [v for v in vehicles if not v["warning"] and typed[v["track_id"]] is None]
     real = [v for v in vehicles if typed[v["track_id"]] not in (NOT_VEHICLE, None)]
     right = [v for v in real if v["label"] == typed[v["track_id"]]]
     print(f"{name} ({file}): {len(vehicles)} track(s) kept, {sum(t is not None for t in typed.values())} of them typed by hand")
@@ -83,16 +80,19 @@ def report(name: str, vehicles: list[dict], crossings: Counter, truth: dict[tupl
           f"{sum(typed[v['track_id']] not in (NOT_VEHICLE, None) for v in flagged)}")
     for v in flagged:
         print(f"    {describe(v)} (by hand: {typed[v['track_id']] or 'not typed'})")
-    print(f"  phantoms left (no vehicle by hand, still a vehicle type): {len(left)}")
+    print(f"  phantoms left (not_vehicle by hand, still a vehicle type): {len(left)}")
     for v in left:
-        print(f"    {describe(v)} (by hand: {typed[v['track_id']] or 'not typed'})")
+        print(f"    {describe(v)}")
+    print(f"  not typed by hand (a vehicle or a phantom: look at its crop, `recog crops`): {len(untyped)}")
+    for v in untyped:
+        print(f"    {describe(v)}")
     print(f"  hand-typed vehicles typed right: {len(right)}/{len(real)}")
     for v in real:
         if v["label"] != typed[v["track_id"]]:
             print(f"    {describe(v)} (by hand: {typed[v['track_id']]})")
-    print("  crossings: " + ", ".join(f"{k} {crossings.get(k, 0)} (hand {n})" for k, n in hand.items()))
-    return {"tracks": len(vehicles), "flagged": len(flagged), "phantoms_left": len(left), "typed_right": len(right),
-            "hand_typed_vehicles": len(real), "crossings": dict(crossings)}
+    print("  crossings: " + ", ".join(f"{ln} {d} {crossings.get((ln, d), 0)} (hand {n})" for (ln, d), n in hand.items()))
+    return {"tracks": len(vehicles), "flagged": len(flagged), "phantoms_left": len(left), "not_typed": len(untyped), "typed_right": len(right),
+            "hand_typed_vehicles": len(real), "crossings": {f"{ln} {d}": n for (ln, d), n in crossings.items()}}
 
 
 def main() -> None:

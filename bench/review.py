@@ -15,9 +15,9 @@ cars: a model that says car to everything scores well on all of them).
 
 The truth is the shared clips typed by hand: a CSV with columns `video`, `vehicle` (its track number)
 and `type` (recog/dataset/clips.csv), or `vehicle` ("<video file>#<track number>") and `type`; one
-row per vehicle, or per crop of it. Vehicles typed not_vehicle
-are phantoms (asphalt, shadows): not in the figures, which are of vehicles' types. Takes --model of any package (a path, s3://, models:/NAME@ALIAS), so the
-figures can be measured again for another shipped model.
+row per vehicle, or per crop of it. Vehicles typed not_vehicle are phantoms (asphalt, shadows):
+not in the figures, which are of vehicles' types. Takes --model of any package (a path, s3://,
+models:/NAME@ALIAS), so the figures can be measured again for another shipped model.
 """
 
 from __future__ import annotations
