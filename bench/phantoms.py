@@ -26,15 +26,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from vehicles import CLIPS  # noqa: E402  (bench/vehicles.py: each clip's file, lines and hand counts)
+from vehicles import CLIPS, SHARED  # noqa: E402  (bench/vehicles.py: each clip's file, lines and hand counts; the videos)
 
 from recog.config import VehiclesConfig  # noqa: E402
 from recog.pipeline import run_inference  # noqa: E402
 from recog.query import Results  # noqa: E402
 from recog.storage import StorageOptions  # noqa: E402
 from recog.taxonomy import NOT_VEHICLE  # noqa: E402
-
-SHARED = REPO.parent / "shared" / "data"
 
 
 def read_truth(path: Path) -> dict[tuple[str, int], str]:
@@ -48,7 +46,7 @@ def run_clip(name: str, model: str, work: Path) -> tuple[list[dict], Counter]:
     file, lines, _ = CLIPS[name]
     folder = work / name / "in"
     folder.mkdir(parents=True)
-    (folder / file).symlink_to(SHARED / "videos" / file)
+    (folder / file).symlink_to(SHARED / file)
     output = str(work / name / "out")
     with redirect_stdout(io.StringIO()):
         run_inference(VehiclesConfig(input=str(folder), output=output, model=model, line=tuple(lines),
@@ -108,9 +106,9 @@ def main() -> None:
         parser.error(f"--clips: unknown clip(s) {', '.join(unknown)}; known: {', '.join(CLIPS)}")
     if not args.truth.exists():
         parser.error(f"--truth {args.truth}: no such file")
-    missing = [CLIPS[c][0] for c in names if not (SHARED / "videos" / CLIPS[c][0]).exists()]
+    missing = [CLIPS[c][0] for c in names if not (SHARED / CLIPS[c][0]).exists()]
     if missing:
-        raise SystemExit(f"{SHARED / 'videos'} lacks {', '.join(missing)} (the shared data sits beside the repository)")
+        raise SystemExit(f"{SHARED} lacks {', '.join(missing)} (the shared data sits beside the repository)")
     truth, figures = read_truth(args.truth), {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
