@@ -111,7 +111,8 @@ def main() -> None:
     p.add_argument("--steps", default="0,20,50,100", help="crops corrected before each fine-tune (default: 0,20,50,100)")
     p.add_argument("--folds", type=int, default=3, help="groups of vehicles, each held back once (default: 3)")
     p.add_argument("--epochs", type=int, default=5, help="fine-tune epochs (default: 5)")
-    p.add_argument("--lr", type=float, default=3e-3, help="fine-tune learning rate (default: 0.003)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="fine-tune learning rate (default: the model's recipe, its rate per sample at batch 16)")
     p.add_argument("--seed", type=int, default=0, help="how the vehicles are dealt into groups (default: 0)")
     p.add_argument("--keep", type=Path, default=None, help="keep the work (crops, packages, tables) here (default: a temporary folder)")
     args = p.parse_args()
@@ -133,7 +134,7 @@ def main() -> None:
     kinds = ", ".join(f"{k} {n}" for k, n in sorted(Counter(truth[t] for t in typed).items(), key=lambda kv: -kv[1]))
     print(f"{args.video.name}: {len(labels)} vehicles counted, {len(typed)} of them typed by hand ({kinds}), dealt into "
           f"{args.folds} groups; each held back once while up to {max(steps)} of the others' {len(crops)} crops are "
-          f"corrected; model {args.model}, fine-tunes of {args.epochs} epochs at lr {args.lr:g}")
+          f"corrected; model {args.model}, fine-tunes of {args.epochs} epochs at lr {args.lr or 'of its recipe'}")
     print(f"{'crops corrected':>15}  {'held-back vehicles right':>24}  {'of them not cars':>16}  {'fine-tune s':>11}  crops trained per type (all groups)")
     for n in steps:
         if n == 0:

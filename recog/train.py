@@ -36,7 +36,7 @@ import pyarrow as pa
 import torch
 
 from recog import models, runtime, sources, storage, taxonomy
-from recog.config import BUILTIN_ARCH, TrainConfig
+from recog.config import BUILTIN_ARCH, DEFAULT_LR, TrainConfig
 from recog.errors import ConfigError, DecodeError, ModelError, StorageError
 from recog.models import ModelSpec, named
 from recog.models.weights import BUILTIN_WEIGHTS, package_folder
@@ -245,6 +245,9 @@ def train_loop(config: dict) -> None:
     device = ray.train.torch.get_device()
 
     net, frozen = build_network(spec, cfg, start)
+    # what runs in eval mode while training: the frozen stages, and for a fine-tune of a package
+    # (a camera's few crops) every batch norm, whose statistics it keeps (models.batch_norms)
+    steady = frozen + (models.batch_norms(net) if start else [])
     steps_per_epoch = max(1, math.ceil(config["samples"] / (cfg.batch_size * world)))
     schedule = Schedule(steps_per_epoch * cfg.epochs, max(1, int(steps_per_epoch * cfg.warmup_epochs)), cfg.lr)
     start_epoch, history = 0, []
@@ -274,7 +277,7 @@ def train_loop(config: dict) -> None:
         # Frozen parts run in inference mode: their batch-norm statistics stay as pretrained (what
         # lets inference share them with the ImageNet head).
         model.train()
-        for module in frozen:
+        for module in steady:
             module.eval()
         t0 = time.perf_counter()
         with join():
@@ -364,8 +367,8 @@ def run_training(cfg: TrainConfig, out=None) -> dict:
         cfg = fine_tune_recipe(cfg, start)
         print(f"[train] --init {cfg.init}: {start.name} {start.version}, {start.arch} at {cfg.image_size} px, classes "
               f"{list(start.classes)}, " + (f"stem and {cfg.frozen_stages} stage(s) frozen" if cfg.frozen_stages else
-                                            "every layer trained"), file=out, flush=True)
-    cfg = dataclasses.replace(cfg, augment=cfg.augment or "photos")
+                                            "every layer trained") + f", batch norms kept, lr {cfg.lr:.3g}", file=out, flush=True)
+    cfg = dataclasses.replace(cfg, augment=cfg.augment or "photos", lr=cfg.lr or DEFAULT_LR)
     if cfg.arch not in models.ARCHITECTURES:
         raise ModelError(f"unknown architecture {cfg.arch!r}; known: {', '.join(sorted(models.ARCHITECTURES))}")
     if start is None:
@@ -402,15 +405,18 @@ def run_training(cfg: TrainConfig, out=None) -> dict:
 
 def fine_tune_recipe(cfg: TrainConfig, start: ModelSpec) -> TrainConfig:
     """`cfg` with what the package `start` was trained as (--init): its architecture, input size,
-    frozen part, augmentation and class balance (unless given here), and its classes' types under
-    the given --types."""
+    frozen part, augmentation, class balance and learning rate per sample (unless given here), and
+    its classes' types under the given --types."""
     training = models.read_package(package_folder(start), cfg.storage).get("training", {}).get("config", {})
     if cfg.arch not in (start.arch, BUILTIN_ARCH):
         raise ConfigError(f"--init {cfg.init} is a {start.arch} model: --arch {cfg.arch} does not apply")
     frozen = next((n for n in (cfg.frozen_stages, training.get("frozen_stages"), start.shared_stages) if n is not None), None)
     own = [f"{c}={t}" for c, t in zip(start.classes, start.types or start.classes) if c != t]
     given = {pair.split("=", 1)[0] for pair in cfg.types or ()}
-    return dataclasses.replace(cfg, arch=start.arch, image_size=cfg.image_size or start.preprocessing.input_size,
+    # the package's learning rate per sample (the linear scaling rule, Goyal et al. 2017): at 3x that a
+    # camera's hundred crops in batches of 8 collapsed the model to one class (tests/integration/test_review.py)
+    lr = cfg.lr or training.get("lr", DEFAULT_LR) * cfg.batch_size / training.get("batch_size", cfg.batch_size)
+    return dataclasses.replace(cfg, arch=start.arch, image_size=cfg.image_size or start.preprocessing.input_size, lr=lr,
                                frozen_stages=frozen, freeze_backbone=cfg.freeze_backbone or bool(training.get("freeze_backbone")),
                                augment=cfg.augment or training.get("augment"),
                                balance_classes=cfg.balance_classes or bool(training.get("balance_classes")),

@@ -61,8 +61,10 @@ def test_a_label_trains_the_class_of_that_name_or_the_one_class_of_that_type():
 
 def test_a_fine_tune_of_the_shipped_model_takes_its_recipe_and_keeps_its_head():
     start = models.resolve("vehicle-types")
-    cfg = fine_tune_recipe(TrainConfig(train="t", output="o/cam-7", init="vehicle-types"), start)
+    cfg = fine_tune_recipe(TrainConfig(train="t", output="o/cam-7", init="vehicle-types", batch_size=16), start)
     assert (cfg.arch, cfg.image_size, cfg.frozen_stages) == (start.arch, start.preprocessing.input_size, start.shared_stages)
+    # its learning rate per sample (1e-3 at batch 64), unless one is given
+    assert cfg.lr == pytest.approx(2.5e-4) and fine_tune_recipe(TrainConfig(train="t", output="o", init="x", lr=0.01), start).lr == 0.01
     # the data's new labels become classes after the package's (its classes are its types: no type list)
     spec = training_spec(cfg, {"car": 5, "van": 3, "not_vehicle": 2, "bicycle": 4}, start)
     assert spec.classes == (*start.classes, "bicycle") and spec.types is None is start.types
@@ -76,3 +78,6 @@ def test_a_fine_tune_of_the_shipped_model_takes_its_recipe_and_keeps_its_head():
     assert head[len(start.classes):].abs().max() < 0.1  # the new class starts small
     assert torch.equal(net.state_dict()["blocks.6.0.conv_pw.weight"], own["blocks.6.0.conv_pw.weight"])
     assert len(frozen) == 2 + start.shared_stages
+    # a fine-tune keeps every batch norm's statistics: the frozen stages' and the trained tail's
+    norms = models.batch_norms(net)
+    assert len(norms) > len(frozen) and any(m is net.bn2 for m in norms)

@@ -23,8 +23,8 @@ from recog.models.builder import package_location, resolve
 from recog.models.registry import ARCHITECTURES, BUILTIN_ARCH, BUILTIN_PACKAGES, DEFAULT_MODEL, ModelSpec, imagenet_classes, is_package
 from recog.models.weights import read_package, save_package, state_dict_from_bytes
 
-_NEED_TORCH = {"build": "builder", "own_state": "builder", "frozen_modules": "finetune", "init_from": "finetune",
-               "pretrained_state": "finetune", "trainable_state": "finetune"}
+_NEED_TORCH = {"batch_norms": "finetune", "build": "builder", "own_state": "builder", "frozen_modules": "finetune",
+               "init_from": "finetune", "pretrained_state": "finetune", "trainable_state": "finetune"}
 
 
 def __getattr__(name: str):
@@ -34,6 +34,6 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'recog.models' has no attribute {name!r}")
 
 
-__all__ = ["ARCHITECTURES", "BUILTIN_ARCH", "BUILTIN_PACKAGES", "DEFAULT_MODEL", "ModelError", "ModelSpec", "build",
+__all__ = ["ARCHITECTURES", "BUILTIN_ARCH", "BUILTIN_PACKAGES", "DEFAULT_MODEL", "ModelError", "ModelSpec", "batch_norms", "build",
            "frozen_modules", "imagenet_classes", "init_from", "is_package", "own_state", "package_location", "pretrained_state",
            "read_package", "resolve", "save_package", "state_dict_from_bytes", "trainable_state"]

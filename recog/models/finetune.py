@@ -70,6 +70,13 @@ def frozen_modules(net: nn.Module, frozen_stages: int | None = None, freeze_back
     return frozen
 
 
+def batch_norms(net: nn.Module) -> list[nn.Module]:
+    """Every batch-norm layer of `net`. A fine-tune of a package keeps them in eval mode: a camera's
+    hundred crops in batches of 8 would replace statistics learnt from thousands of crops of many
+    cameras with their own noisy ones (their scale and shift still learn)."""
+    return [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
 def trainable_state(net: nn.Module, frozen: list[nn.Module]) -> dict[str, torch.Tensor]:
     """The tensors of `net` (parameters and buffers) outside its frozen modules: what training changed."""
     frozen_names = {name for name, m in net.named_modules() if any(m is f for f in frozen)}

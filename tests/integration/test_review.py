@@ -68,8 +68,8 @@ def test_review_correct_finetune_register_and_count_with_the_named_model(shared_
             (review / row["file"]).rename(review / right / row["file"].split("/")[1])
 
     model = tmp_path / "models" / "m-1"
-    assert main(["train", "--init", "vehicle-types", "--train", str(review), "--output", str(model), "--epochs", "8",
-                 "--batch-size", "8", "--lr", "3e-3", "--workers", "1", "--register", "m-1"]) == 0
+    assert main(["train", "--init", "vehicle-types", "--train", str(review), "--output", str(model), "--epochs", "5",
+                 "--batch-size", "8", "--workers", "1", "--register", "m-1"]) == 0
     package = read_package(str(model), StorageOptions())
     assert package["classes"][-1] == "bicycle" and package["training"]["init"]["model"] == "vehicle-types"
     # the tail alone, over the built-in backbone, as the shipped model's recipe trains it
@@ -85,6 +85,7 @@ def test_review_correct_finetune_register_and_count_with_the_named_model(shared_
     fixed = {t for t in misfiled if after[t][0] == truth[t]}
     broken = {t for t, (label, _) in after.items() if t in truth and t not in misfiled and label != truth[t]}
     print(f"misfiled {sorted(misfiled)}, fixed {sorted(fixed)}, newly wrong {sorted(broken)}")
-    # measured: 4 of 4 fixed, none broken, in two runs (with 5 epochs, 2 of 4 fixed in two of five runs)
+    # measured with the recipe's learning rate (1.25e-4 at batch 8): 4 of 4 fixed, none broken, in three runs of
+    # three. At --lr 3e-3 (24x that per sample) a CI run broke two vans, and another called every vehicle car
     assert len(fixed) >= len(misfiled) - 1 and len(broken) <= 1, (misfiled, after)
     assert {m for _, m in after.values()} == {"m-1/1"}  # each row says which registered version typed it
