@@ -189,6 +189,28 @@ def test_recogs_lite0_is_timms_tf_efficientnet_lite0():
                 assert torch.allclose(theirs(x), ours(x), atol=1e-5), (mode, size)
 
 
+def test_folded_batch_norms_give_the_same_outputs_with_one_pass_fewer_each():
+    """The classifier folds every batch norm into the convolution before it: 49 in Lite0, those of
+    two networks' shared stages once; the outputs stay the model's, at any input size."""
+    from recog.models.lite0 import BatchNormAct2d, fold_batch_norms
+
+    for name in ("vehicle-types", "efficientnet_lite0"):
+        plain, folded = (models.build(models.resolve(name), OPTS) for _ in range(2))
+        assert fold_batch_norms(folded) == 49 and fold_batch_norms(folded) == 0  # folded once, not twice
+        assert all(m.folded for m in folded.modules() if isinstance(m, BatchNormAct2d))
+        for size in (128, 97):
+            x = torch.rand(4, 3, size, size)
+            with torch.no_grad():
+                assert torch.allclose(plain(x), folded(x), atol=1e-4), (name, size)
+    pixels = np.random.default_rng(0).integers(0, 256, (3, 128, 128, 3), dtype=np.uint8)
+    classifier = Classifier(models.resolve("vehicle-types"), OPTS, "cpu")
+    assert all(m.folded for m in classifier.model.modules() if isinstance(m, BatchNormAct2d))
+    shipped = models.build(models.resolve("vehicle-types"), OPTS)
+    with torch.no_grad():  # its preprocessing's mean and std are 0.5: x / 127.5 - 1
+        expected = torch.softmax(shipped(torch.from_numpy(pixels).permute(0, 3, 1, 2).float().div(127.5).sub(1)), 1).numpy()
+    assert np.allclose(classifier.probabilities(pixels), expected, atol=1e-5)
+
+
 def test_a_predictor_imports_neither_timm_nor_torchvision():
     """What a predictor actor imports to start (2.6 s of torchvision, torch._dynamo and timm spared)."""
     code = ("import sys; from recog import models, predict; from recog.storage import StorageOptions; "

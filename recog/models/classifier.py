@@ -15,6 +15,7 @@ import torch
 
 from recog import preprocess
 from recog.models.builder import build
+from recog.models.lite0 import fold_batch_norms
 from recog.models.registry import ModelSpec
 from recog.storage import StorageOptions
 
@@ -48,6 +49,7 @@ class Classifier:
             torch.set_num_threads(threads)
         self.device = pick_device(device)
         net = build(spec, opts) if net is None else net.eval()
+        fold_batch_norms(net)
         self.model = net.to(self.device, memory_format=torch.channels_last)
         if compile:
             self.model = torch.compile(self.model)
