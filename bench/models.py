@@ -3,6 +3,7 @@ uint8 batches already in memory, in one process, interleaved; medians of --repea
 model is the reference the others are compared with.
 
     python bench/models.py [--models efficientnet_lite0,vehicle-types] [--count 256] [--batch 16] [--repeat 5] [--threads N]
+    python bench/models.py --unfolded --threads 1     # what folding the batch norms gives (recog.models.lite0)
 
 --models takes what --model takes: a built-in name or a package folder. To compare the shipped
 model with an earlier one, unpack the earlier one first:
@@ -35,6 +36,8 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=5, help="interleaved repetitions (default 5)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--unfolded", action="store_true",
+                   help="also each model as built, its batch norms not folded into its convolutions (default: off)")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
     names = [m for m in args.models.split(",") if m]
@@ -43,6 +46,11 @@ def main() -> int:
     pixels = {m: rng.integers(0, 256, (args.count, s.preprocessing.input_size, s.preprocessing.input_size, 3), dtype=np.uint8)
               for m, s in specs.items()}
     classifiers = {m: Classifier(s, StorageOptions(), args.device, threads=args.threads) for m, s in specs.items()}
+    if args.unfolded:
+        for m in list(names):
+            names.append(f"{m} unfolded")
+            specs[names[-1]], pixels[names[-1]] = specs[m], pixels[m]
+            classifiers[names[-1]] = Classifier(specs[m], StorageOptions(), args.device, threads=args.threads, fold=False)
     for m, c in classifiers.items():  # warm-up
         c.probabilities(pixels[m][:args.batch])
     seconds: dict[str, list[float]] = {m: [] for m in names}

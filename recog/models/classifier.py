@@ -43,13 +43,15 @@ class Classifier:
     """A model on a device that turns uint8 NHWC pixels into class probabilities."""
 
     def __init__(self, spec: ModelSpec, opts: StorageOptions, device: str = "auto", threads: int | None = None,
-                 compile: bool = False, net: torch.nn.Module | None = None):
-        """`net`, if given, is used instead of building `spec`'s network (benchmarks: random weights)."""
+                 compile: bool = False, net: torch.nn.Module | None = None, fold: bool = True):
+        """`net`, if given, is used instead of building `spec`'s network (benchmarks: random weights);
+        `fold`: batch norms folded into their convolutions (lite0.fold_batch_norms; benchmarks compare)."""
         if threads:
             torch.set_num_threads(threads)
         self.device = pick_device(device)
         net = build(spec, opts) if net is None else net.eval()
-        fold_batch_norms(net)
+        if fold:
+            fold_batch_norms(net)
         self.model = net.to(self.device, memory_format=torch.channels_last)
         if compile:
             self.model = torch.compile(self.model)
