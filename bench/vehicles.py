@@ -279,6 +279,11 @@ def job(path: str, lines: list[str], warm: str, repeat: int) -> dict:
         for name, local in (("warm", warm), ("input", path)):
             write_bytes(f"s3://bench/{name}/{Path(local).name}", Path(local).read_bytes(), opts)
         init_ray(None)
+        import ray
+
+        import recog
+        theirs = ray.get(ray.remote(lambda: __import__("recog").__file__).remote())
+        assert theirs == recog.__file__, f"Ray's workers import {theirs}, the driver {recog.__file__}: not the code measured"
         quiet = io.StringIO()
 
         def measured(name: str, i: int) -> dict:
@@ -297,8 +302,6 @@ def job(path: str, lines: list[str], warm: str, repeat: int) -> dict:
         measured("warm", -1)  # Ray's workers started, their imports done
         for i in range(repeat):  # the short input too: what both cost beyond their frames is the start-up
             runs.append({"short": measured("warm", i), "long": measured("input", i)})
-        import ray
-
         ray.shutdown()
     return {"runs": runs}
 
@@ -317,10 +320,12 @@ WORKERS = {"tracking": tracking, "profile": profile, "job": job, "counts": count
 
 
 def in_process(code: Path, kind: str, **kwargs) -> dict:
-    """A measurement in a new process that imports recog from `code`."""
+    """A measurement in a new process that imports recog from `code`, and whose Ray workers do too:
+    Ray puts the driver's working directory first on its workers' path, so the process runs in
+    `code` (from the repository, a --before job's tasks and predictors ran this checkout's recog)."""
     env = {**os.environ, "PYTHONPATH": str(code)}
     done = subprocess.run([sys.executable, __file__, "--worker", kind, json.dumps(kwargs)], env=env, capture_output=True,
-                          text=True, cwd=REPO)
+                          text=True, cwd=code)
     if done.returncode:
         raise SystemExit(f"{kind} with {code} failed:\n{done.stderr[-4000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
