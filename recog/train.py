@@ -413,8 +413,8 @@ def fine_tune_recipe(cfg: TrainConfig, start: ModelSpec) -> TrainConfig:
     frozen = next((n for n in (cfg.frozen_stages, training.get("frozen_stages"), start.shared_stages) if n is not None), None)
     own = [f"{c}={t}" for c, t in zip(start.classes, start.types or start.classes) if c != t]
     given = {pair.split("=", 1)[0] for pair in cfg.types or ()}
-    # the package's learning rate per sample (the linear scaling rule, Goyal et al. 2017): at 3x that a
-    # camera's hundred crops in batches of 8 collapsed the model to one class (tests/integration/test_review.py)
+    # the package's learning rate per sample (the linear scaling rule, Goyal et al. 2017): at 24x that
+    # (--lr 3e-3 at batch 8) a camera's hundred crops collapsed the model to one class (tests/integration/test_review.py)
     lr = cfg.lr or training.get("lr", DEFAULT_LR) * cfg.batch_size / training.get("batch_size", cfg.batch_size)
     return dataclasses.replace(cfg, arch=start.arch, image_size=cfg.image_size or start.preprocessing.input_size, lr=lr,
                                frozen_stages=frozen, freeze_backbone=cfg.freeze_backbone or bool(training.get("freeze_backbone")),

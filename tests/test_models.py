@@ -190,8 +190,8 @@ def test_recogs_lite0_is_timms_tf_efficientnet_lite0():
 
 
 def test_folded_batch_norms_give_the_same_outputs_with_one_pass_fewer_each():
-    """The classifier folds every batch norm into the convolution before it: 49 in Lite0, those of
-    two networks' shared stages once; the outputs stay the model's, at any input size."""
+    """The classifier folds every batch norm into the convolution before it: 49 in Lite0, and a
+    second call folds none again; the outputs stay the model's, at any input size."""
     from recog.models.lite0 import BatchNormAct2d, fold_batch_norms
 
     for name in ("vehicle-types", "efficientnet_lite0"):

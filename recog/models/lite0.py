@@ -129,7 +129,7 @@ def fold_batch_norms(net: nn.Module) -> int:
     for module in net.modules():
         for conv_name, bn_name in getattr(module, "FOLDS", ()):
             conv, bn = getattr(module, conv_name), getattr(module, bn_name)
-            if bn.folded:  # a module shared by two networks (TwoHeads) is folded once
+            if bn.folded:  # already: a second call, or a module two networks share (TwoHeads)
                 continue
             scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
             conv.weight.mul_(scale.view(-1, 1, 1, 1))
