@@ -93,18 +93,20 @@ def test_killed_driver_resumes_and_a_finished_job_writes_nothing(bucket, opts, j
     assert {f.uri: f.size for f in storage.list_files(output + "/", opts)} == objects
 
 
-def predictor_processes(ray) -> list:
-    """The predictor actors' worker processes of this test session's Ray (children of its raylet)."""
+def predictor_processes(ray, busy: bool = False) -> list:
+    """The predictor actors' worker processes of this test session's Ray (children of its raylet);
+    with `busy`, only those running a batch now (Ray titles such a process `ray::...Predictor)).submit`)."""
     import psutil
 
     raylet = ray._private.worker._global_node.all_processes["raylet"][0].process.pid
     found = []
     for p in psutil.Process(raylet).children(recursive=True):
         try:
-            if "Predictor" in " ".join(p.cmdline()):
-                found.append(p)
+            title = " ".join(p.cmdline()).strip()
         except psutil.Error:
-            pass
+            continue
+        if "Predictor" in title and (not busy or title.endswith(".submit")):
+            found.append(p)
     return found
 
 
@@ -122,12 +124,13 @@ def test_a_killed_predictor_actor_loses_and_doubles_nothing(bucket, opts, ray_lo
 
     worker = threading.Thread(target=run)
     worker.start()
+    # The victim is a predictor running a batch: its unit cannot be committed yet. (Waiting for a
+    # committed unit first let a loaded machine predict everything before the first commit landed,
+    # and the pool's actors were gone by then.)
     deadline = time.monotonic() + 240
-    while unit_records(output, opts) < 1:
+    while not (victims := predictor_processes(ray_local, busy=True)):
         assert worker.is_alive() and time.monotonic() < deadline, outcome
-        time.sleep(0.2)
-    victims = predictor_processes(ray_local)
-    assert victims, "no predictor actor found"
+        time.sleep(0.05)
     victims[0].kill()  # SIGKILL, mid-run: the rows of its batch in flight are lost with it
     victims[0].wait(timeout=30)
     worker.join(timeout=600)
