@@ -45,14 +45,28 @@ print(f"--dashboard-agent-listen-port {a} --dashboard-agent-grpc-port {g} --metr
 PY
 }
 
+# The processes of this cluster: those whose command line names its temp dir (gcs, raylets, the
+# dashboard) and all their descendants -- the agents and workers retitle themselves `ray::...`, and
+# an agent left behind by its raylet keeps running (one spun at 40 % of a core for good).
+cluster_pids() {
+  local found all="" p
+  found=$(pgrep -f -- "$temp_dir" || true)
+  while [ -n "$found" ]; do
+    all="$all $found"
+    found=$(for p in $found; do pgrep -P "$p" || true; done)
+  done
+  echo $all
+}
+
+alive() { local p; for p in "$@"; do kill -0 "$p" 2>/dev/null && return 0; done; return 1; }
+
 stop() {
   local pids
-  pids=$(pgrep -f -- "$temp_dir" || true)
+  pids=$(cluster_pids)
   [ -z "$pids" ] && { echo "no local cluster on port $port"; return 0; }
   kill $pids 2>/dev/null || true
-  for _ in $(seq 50); do pgrep -f -- "$temp_dir" >/dev/null || break; sleep 0.2; done
-  pids=$(pgrep -f -- "$temp_dir" || true)
-  [ -n "$pids" ] && kill -9 $pids 2>/dev/null || true
+  for _ in $(seq 50); do alive $pids || break; sleep 0.2; done
+  alive $pids && kill -9 $pids 2>/dev/null || true
   echo "stopped the local cluster on port $port"
 }
 
