@@ -179,7 +179,7 @@ def test_readme_demo_command_runs(tmp_path):
     assert (tmp_path / "recog-data" / "store" / "credentials.env").exists()
 
 
-def test_errors_retry_errors_and_purge(bucket, opts, ray_local):
+def test_errors_retry_errors_and_purge(bucket, opts, ray_local, joined_env):
     """`recog errors` lists error rows, `--retry-errors` redoes only the units holding them (replacing
     their rows), `recog purge` deletes old days of a camera from the table and the store. (The reruns
     run in this process, on the session's Ray: their flag is the parser's, tested without a job.)"""
@@ -193,7 +193,7 @@ def test_errors_retry_errors_and_purge(bucket, opts, ray_local):
     storage.write_bytes(f"{bucket}/ret/zbad.jpg", b"\xff\xd8 not a jpeg", opts)
     out = f"{bucket}/ret-out"
     args = ["infer", "--input", f"{bucket}/ret/", "--output", out, "--images-per-unit", "1"]
-    first = recog(*args, "--batch-size", "auto")  # each predictor probes its device for a batch size
+    first = recog(*args, "--batch-size", "auto", env=joined_env)  # each predictor probes its device for a batch size
     assert first.returncode == 0, first.stderr[-3000:]
     assert re.search(r"\[recog\] batch \d+ on cpu \(\d actor\(s\); tried 4, ", first.stdout), first.stdout
     record = json.loads(storage.read_bytes(first.stdout.split("run record: ")[1].split()[0], opts))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import signal
 import struct
 import subprocess
@@ -172,12 +173,14 @@ def test_images_added_to_a_labeled_folder_are_labeled_once_and_nothing_twice(buc
     assert "4 of 8 unit(s) already committed" in log.getvalue(), log.getvalue()
 
 
-def test_store_outage_fails_clearly_and_the_rerun_finishes(tmp_path_factory):
-    """A store of its own, stopped under a running job and started again."""
+def test_store_outage_fails_clearly_and_the_rerun_finishes(tmp_path_factory, store, joined_env):
+    """A store of its own, stopped under a running job and started again. It has the session store's
+    credentials (the session Ray's workers hold those): the jobs join that Ray, pointed at this store."""
     data = tmp_path_factory.mktemp("outage-store")
+    shutil.copy(store.data_dir / "credentials.env", data / "credentials.env")
     store = EmbeddedStore(data).start()
     port = int(store.endpoint_url.rsplit(":", 1)[1])
-    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, **store.env()}  # a Ray of its own, with this store
+    env = {**joined_env, **store.env()}
     opts = storage.StorageOptions(endpoint_url=store.endpoint_url)
     saved = {k: os.environ.get(k) for k in store.env()}
     os.environ.update(store.env())  # this process's reads of that store
