@@ -58,14 +58,17 @@ cluster_pids() {
   echo $all
 }
 
-alive() { local p; for p in "$@"; do kill -0 "$p" 2>/dev/null && return 0; done; return 1; }
+# Any of these processes still running (a zombie, ended but not yet reaped, does not count).
+alive() { ps -o stat= -p "$(echo "$@" | tr ' ' ,)" 2>/dev/null | grep -qv '^Z'; }
 
 stop() {
   local pids
   pids=$(cluster_pids)
   [ -z "$pids" ] && { echo "no local cluster on port $port"; return 0; }
   kill $pids 2>/dev/null || true
-  for _ in $(seq 50); do alive $pids || break; sleep 0.2; done
+  # GCS, raylets and agents take more than 10 s to act on SIGTERM; a throwaway cluster keeps nothing
+  # worth waiting for, so what is left after 3 s is killed.
+  for _ in $(seq 15); do alive $pids || break; sleep 0.2; done
   alive $pids && kill -9 $pids 2>/dev/null || true
   echo "stopped the local cluster on port $port"
 }
