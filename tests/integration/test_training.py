@@ -54,7 +54,7 @@ def test_the_shipped_recipe_survives_a_killed_driver_and_the_package_serves_infe
            "--output", output, "--epochs", "2", "--image-size", "64", "--batch-size", "16", "--workers", "2",
            "--frozen-stages", "5", "--augment", "crops", "--balance-classes", "--types", TYPES, "--data-source", "Zenodo 6634554"]
 
-    # Kill the driver (and the local Ray it started) once Ray Train has recorded the first checkpoint.
+    # Kill the driver (its process group) once Ray Train has recorded the first checkpoint.
     first = subprocess.Popen(cmd, cwd=REPO, env=joined_env, start_new_session=True, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
