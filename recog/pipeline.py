@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -262,12 +263,27 @@ def commit_run(cfg: InferConfig, work: Work, run: sink.RunCommitter, labeled: La
     return manifest
 
 
+# an exception's own line in a traceback's text: `OSError: When initiating ...`
+_RAISED = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception)): (.*)$", re.MULTILINE)
+
+
 def _cause(e: BaseException) -> str:
-    """The innermost error's first line: Ray wraps a task's exception in its own."""
-    while getattr(e, "cause", None) is not None or e.__cause__ is not None:
-        e = getattr(e, "cause", None) or e.__cause__
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[-1] if text else ''}"
+    """What stopped the job, in one line. Ray wraps a task's exception in its own (RayTaskError,
+    whose text is the task's traceback) and Ray Data in advice on its retries; the line says what
+    the task raised first, or, when that was the object store failing, what to fix
+    (`cannot reach the store: ...`)."""
+    chain = [e]
+    while (inner := getattr(chain[-1], "cause", None) or chain[-1].__cause__) is not None:
+        chain.append(inner)
+    texts = [str(link) for link in chain]
+    if advice := storage.store_advice("\n".join(texts)):
+        return f"the object store failed: {advice}"
+    for link, text in zip(chain, texts):
+        if type(link).__name__.startswith("RayTaskError") and (raised := _RAISED.search(text)):
+            name, message = raised.groups()
+            return f"{name.rsplit('.', 1)[-1]}: {message}"
+    lines = texts[-1].strip().splitlines()
+    return f"{type(chain[-1]).__name__}: {lines[-1] if lines else ''}"
 
 
 def _run_covering(output: str, digest: str, opts: storage.StorageOptions) -> dict | None:

@@ -114,12 +114,18 @@ _ADVICE = {
 }
 
 
+def store_advice(text: str) -> str | None:
+    """What to fix, in words, when `text` (an error's message, or a Ray task's traceback) holds an
+    S3 error we know (`AWS Error NETWORK_CONNECTION`, ...); else None."""
+    m = _AWS_ERROR.search(text)
+    return f"{_ADVICE[m.group(1)]} [{m.group(1)}]" if m and m.group(1) in _ADVICE else None
+
+
 def explain(err: BaseException, uri: str, opts: StorageOptions) -> StorageError:
     """Turn a filesystem error into a StorageError that names the URI, the endpoint and the fix."""
     where = f"{uri} (endpoint {opts.endpoint_url or 'AWS default'})" if is_s3(uri) else uri
-    m = _AWS_ERROR.search(str(err))
-    if m and m.group(1) in _ADVICE:
-        return StorageError(f"{where}: {_ADVICE[m.group(1)]} [{m.group(1)}]")
+    if advice := store_advice(str(err)):
+        return StorageError(f"{where}: {advice}")
     if isinstance(err, FileNotFoundError):
         return StorageError(f"{where}: not found")
     return StorageError(f"{where}: {err}")

@@ -195,6 +195,9 @@ def test_store_outage_fails_clearly_and_the_rerun_finishes(tmp_path_factory, sto
         failed_after = time.monotonic() - t0
         assert first.returncode == 1, stderr[-3000:]
         assert "the job stopped after committing" in stderr and "run the same command again" in stderr
+        # what stopped it, in words, not Ray Data's advice on retrying a task
+        said = stderr.split("recog: error:")[-1]
+        assert "the object store failed: cannot reach the store" in said and "retry attempts" not in said
         assert "Traceback" not in stderr.split("recog: error:")[-1]
         print(f"job failed {failed_after:.1f} s after the store stopped: {stderr.strip().splitlines()[-1][:300]}")
 
