@@ -14,17 +14,21 @@ core unless said:
   (cProfile inflates per-call Python; the clocks above do not);
 - the whole job (embedded store -> Ray -> tracking tasks -> classifier -> tables) on every core,
   on one loop and on the whole input, after a warm-up job: the CPU time of every process it ran
-  (sampled), by kind, the start-up apart (what the whole input cost beyond one loop, per frame
-  beyond); and its wall time after its start-up (until the first tracking task works).
+  (sampled; the sampling's own CPU is not the driver's), by kind, the start-up apart (what the
+  whole input cost beyond one loop, per frame beyond); and its wall time after its start-up (until
+  the first tracking task works).
 The machine may be shared: rates per CPU-second are what the work costs whoever else runs;
 rates per wall second on every core are what this machine gave this time. Ratios are within one run.
 
 With --before REF every measurement also runs with that commit's recog (`git archive`), in the
-same run, interleaved. --counts prints the counting table of --analyze-fps on the shared clips.
+same run, interleaved; with --analyze-fps F this checkout's also runs at F analysed frames a second.
+--counts prints the counting table of --analyze-fps on the shared clips, and with --working-widths
+the counts and the tracking's cost at other widths of the working frame (MOG2's), every frame.
 
     python bench/vehicles.py                                  # 240 s at each size, this checkout
     python bench/vehicles.py --before main --profile --counts --json out.json
     python bench/vehicles.py --sizes 320x240 --seconds 60 --no-job
+    python bench/vehicles.py --analyze-fps 12.5 --no-job --counts --working-widths 320,256,192,160
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import dataclasses
 import functools
 import io
 import json
@@ -119,8 +124,10 @@ def decode_only(path: str) -> dict:
 
 # ---- measurements, each in a process of its own with the recog under test ---------------------
 
-def tracking(path: str, lines: list[str], stages: bool = True, analyze_fps: float | None = None) -> dict:
-    """recog.track over the whole file on one core: rates, time per stage, peak memory."""
+def tracking(path: str, lines: list[str], stages: bool = True, analyze_fps: float | None = None,
+             proc_width: int | None = None) -> dict:
+    """recog.track over the whole file on one core (at `analyze_fps`, on a working frame `proc_width`
+    wide, when given): rates, time per stage, peak memory."""
     import cv2
 
     from recog import detect, track, video
@@ -135,6 +142,8 @@ def tracking(path: str, lines: list[str], stages: bool = True, analyze_fps: floa
                                    (track.SegmentTracker, "consider_crop", STAGES[6])):
             setattr(owner, name, _clocked(getattr(owner, name), stage, spent))
     settings = track.TrackingSettings(lines=tuple(lines), **({"analyze_fps": analyze_fps} if analyze_fps else {}))
+    if proc_width:
+        settings = dataclasses.replace(settings, motion=dataclasses.replace(settings.motion, proc_width=proc_width))
     track.track_segment(video.Segment(path, "warm", Fraction(0), Fraction(1)), settings, StorageOptions())  # imports
     spent.clear()
     t0, c0 = time.perf_counter(), time.thread_time()
@@ -208,7 +217,9 @@ def profile(path: str, lines: list[str]) -> dict:
 
 class CpuSampler:
     """CPU seconds and peak memory of this process and its descendants (Ray's processes, the store),
-    sampled every `every` s; each sample's CPU goes to the kind of work the process is doing then."""
+    sampled every `every` s; each sample's CPU goes to the kind of work the process is doing then.
+    The sampling's own CPU (`own_s`: reading every process's counters, in this process) is taken out
+    of the driver's."""
 
     KINDS = (("tracking tasks", "track_units"), ("classifier", "Predictor"), ("writers", "write_units"),
              ("object store", "weed"))
@@ -221,6 +232,7 @@ class CpuSampler:
         self.rss: dict[str, float] = collections.defaultdict(float)
         self.first: dict[str, float] = {}
         self.last: dict[int, float] = {}
+        self.own_s = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -249,7 +261,9 @@ class CpuSampler:
 
     def _run(self) -> None:
         while not self._stop.wait(self.every):
+            t0 = time.thread_time()
             self._sample(True)
+            self.own_s += time.thread_time() - t0
 
     def __enter__(self) -> CpuSampler:
         self._sample(False)  # what the processes alive now had used before
@@ -259,12 +273,16 @@ class CpuSampler:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
+        t0 = time.thread_time()
         self._sample(True)
+        self.own_s += time.thread_time() - t0
+        self.cpu["driver"] -= self.own_s
 
 
-def job(path: str, lines: list[str], warm: str, repeat: int) -> dict:
+def job(path: str, lines: list[str], warm: str, repeat: int, rates: list[float | None]) -> dict:
     """`recog vehicles` on the file from the embedded store, every core, and on the short `warm` file,
-    after a warm-up job on that (Ray and its workers started)."""
+    after a warm-up job on that (Ray and its workers started); at each of `rates` analysed frames a
+    second (None: every frame), on the same Ray."""
     from recog import sink
     from recog.config import VehiclesConfig
     from recog.objectstore import EmbeddedStore
@@ -272,7 +290,7 @@ def job(path: str, lines: list[str], warm: str, repeat: int) -> dict:
     from recog.runtime import init_ray
     from recog.storage import StorageOptions, write_bytes
 
-    runs = []
+    runs: dict[str, list] = {str(rate): [] for rate in rates}
     with tempfile.TemporaryDirectory() as tmp, EmbeddedStore(Path(tmp) / "store") as store:
         os.environ.update(store.env())
         opts = StorageOptions.from_env()
@@ -286,33 +304,40 @@ def job(path: str, lines: list[str], warm: str, repeat: int) -> dict:
         assert theirs == recog.__file__, f"Ray's workers import {theirs}, the driver {recog.__file__}: not the code measured"
         quiet = io.StringIO()
 
-        def measured(name: str, i: int) -> dict:
+        def measured(name: str, i: int, rate: float | None = None) -> dict:
             with CpuSampler() as sampled, contextlib.redirect_stdout(quiet):
                 t0 = time.perf_counter()
-                cfg = VehiclesConfig(input=f"s3://bench/{name}/", output=f"s3://bench/out-{name}-{i}", line=tuple(lines))
+                cfg = VehiclesConfig(input=f"s3://bench/{name}/", output=f"s3://bench/out-{name}-{i}-{rate}", line=tuple(lines),
+                                     **({"analyze_fps": rate} if rate else {}))
                 manifest = run_inference(cfg, out=quiet)
                 wall = time.perf_counter() - t0
             vehicles = sink.read_run(cfg.output, manifest, opts, "vehicles")
             return {"wall_s": wall, "startup_s": sampled.first.get("tracking tasks", t0) - t0,
-                    "cpu_s": dict(sampled.cpu), "peak_rss_mb": dict(sampled.rss),
+                    "cpu_s": dict(sampled.cpu), "sampler_cpu_s": sampled.own_s, "peak_rss_mb": dict(sampled.rss),
                     "segments": manifest["summary"]["units"], "vehicles": vehicles.num_rows,
                     "crops": sum(n or 0 for n in vehicles.column("crops").to_pylist()),
                     "segment_seconds": manifest["config"].get("segment_seconds")}
 
         measured("warm", -1)  # Ray's workers started, their imports done
         for i in range(repeat):  # the short input too: what both cost beyond their frames is the start-up
-            runs.append({"short": measured("warm", i), "long": measured("input", i)})
+            for rate in rates:
+                runs[str(rate)].append({"short": measured("warm", i, rate), "long": measured("input", i, rate)})
         ray.shutdown()
     return {"runs": runs}
 
 
-def counts(analyze_fps: list[float]) -> dict:
-    """Crossings per line and direction on each shared clip at each --analyze-fps (25: every frame)."""
+def counts(analyze_fps: list[float], widths: list[int] = ()) -> dict:
+    """Crossings per line and direction on each shared clip at each --analyze-fps (25: every frame),
+    and, every frame, at each working width with the tracking's CPU per frame."""
     out = {}
     for clip, (name, lines, _) in CLIPS.items():
         for rate in analyze_fps:
             got = tracking(str(SHARED / name), lines, stages=False, analyze_fps=None if rate >= 25 else rate)
             out[f"{clip}@{rate:g}"] = collections.Counter(f"{ln} {d}" for ln, d, _ in got["crossings"])
+        for width in widths:
+            got = tracking(str(SHARED / name), lines, stages=False, proc_width=width)
+            out[f"{clip}@{width}px"] = {**collections.Counter(f"{ln} {d}" for ln, d, _ in got["crossings"]),
+                                        "ms": 1000 * got["cpu_s"] / got["frames"]}
     return out
 
 
@@ -366,11 +391,11 @@ def figures(frames: int, short_frames: int, decode: dict, track: dict, job_runs:
 def print_cost(rows: dict) -> None:
     print("\nCost (frames per CPU-second = frames/s per core with the core to itself; per wall s: what this shared "
           "machine gave, every core, start-up apart)")
-    print(f"{'input':<16} {'code':<7} {'decode':>7} {'tracking':>9} {'job/CPU-s':>9} {'(start-up in)':>13} "
+    print(f"{'input':<16} {'code':<11} {'decode':>7} {'tracking':>9} {'job/CPU-s':>9} {'(start-up in)':>13} "
           f"{'job/core,wall':>13} {'job/decode':>10} {'core-days/cam-month':>19} {'segments':>12}")
     for (size, code), r in rows.items():
         seg = f"{r['segments']} x {r['segment_seconds']:g} s" if "segments" in r else "-"
-        print(f"{size + ' ' + str(r['frames']):<16} {code:<7} {r['decode_fps_cpu']:>7.0f} {r['track_fps_cpu']:>9.0f} "
+        print(f"{size + ' ' + str(r['frames']):<16} {code:<11} {r['decode_fps_cpu']:>7.0f} {r['track_fps_cpu']:>9.0f} "
               f"{r.get('job_fps_cpu', 0):>9.0f} {r.get('job_fps_cpu_with_startup', 0):>13.0f} "
               f"{r.get('job_fps_per_core_wall', 0):>13.0f} {r.get('job_vs_decode', 0):>10.2f} "
               f"{r.get('core_days_a_camera_month', 0):>19.1f} {seg:>12}")
@@ -395,6 +420,10 @@ def main() -> int:
     p.add_argument("--profile", action="store_true", help="also cProfile the tracking, grouped by stage (default: off)")
     p.add_argument("--counts", action="store_true", help="also count on the shared clips at 25, 12.5, 8 and 5 analysed "
                    "frames/s against the hand counts (default: off)")
+    p.add_argument("--analyze-fps", type=float, default=None, metavar="F",
+                   help="also measure this checkout at F analysed frames a second (default: every frame only)")
+    p.add_argument("--working-widths", default=None, metavar="W,W",
+                   help="with --counts: also count, every frame, on working frames this wide (default: no)")
     p.add_argument("--clips", type=Path, default=REPO / "recog-data" / "bench-clips",
                    help="where the looped inputs are kept (default: recog-data/bench-clips)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures here (default: no)")
@@ -405,9 +434,11 @@ def main() -> int:
         return 0
     lines = args.line or MOTORWAY
     with tempfile.TemporaryDirectory() as tmp:
-        codes = {"after": REPO}
+        codes = {"after": (REPO, None)}  # the rows' names: the recog measured and its analysed rate (None: every frame)
         if args.before:
-            codes = {"before": checkout(args.before, Path(tmp)), **codes}
+            codes = {"before": (checkout(args.before, Path(tmp)), None), **codes}
+        if args.analyze_fps:
+            codes[f"after@{args.analyze_fps:g}"] = (REPO, args.analyze_fps)
         rows, profiles, out = {}, {}, {"seconds": args.seconds, "cores": os.cpu_count(), "rows": {}, "profiles": {}}
         for size_name in args.sizes.split(","):
             size = SIZES[size_name]
@@ -416,20 +447,25 @@ def main() -> int:
             decode, short_frames = decode_only(long), decode_only(once)["frames"]
             print(f"[bench] {size_name}: {decode['frames']} frames, decode-only {decode['frames'] / decode['cpu_s']:.0f} "
                   f"frames per CPU-s", flush=True)
-            for code, where in codes.items():
-                track = in_process(where, "tracking", path=long, lines=lines)
-                short = track if once == long else in_process(where, "tracking", path=once, lines=lines, stages=False)
-                job_runs = None
-                if not args.no_job:
-                    job_runs = in_process(where, "job", path=long, lines=lines, warm=once, repeat=args.repeat)["runs"]
-                    for pair in job_runs:
-                        pair["long"]["cores"] = os.cpu_count() or 1
+            jobs = {}  # per recog measured: its jobs at each of its rates, on one Ray
+            if not args.no_job:
+                for where in dict.fromkeys(where for where, _ in codes.values()):
+                    rates = [rate for w, rate in codes.values() if w == where]
+                    jobs[where] = in_process(where, "job", path=long, lines=lines, warm=once, repeat=args.repeat,
+                                             rates=rates)["runs"]
+            for code, (where, rate) in codes.items():
+                track = in_process(where, "tracking", path=long, lines=lines, analyze_fps=rate)
+                short = track if once == long else in_process(where, "tracking", path=once, lines=lines, stages=False,
+                                                              analyze_fps=rate)
+                job_runs = jobs[where][str(rate)] if jobs else None
+                for pair in job_runs or []:
+                    pair["long"]["cores"] = os.cpu_count() or 1
                 row = rows[size_name, code] = figures(decode["frames"], short_frames, decode, track, job_runs)
                 row["track_peak_rss_mb_one_loop"] = short["peak_rss_mb"]
                 row["stages_s"] = track["stages_s"]
                 print(f"[bench] {size_name} {code}: tracking {row['track_fps_cpu']:.0f} frames per CPU-s"
                       + (f", job {row['job_fps_cpu']:.0f}" if job_runs else ""), flush=True)
-                if args.profile:
+                if args.profile and rate is None:
                     profiles[size_name, code] = in_process(where, "profile", path=long, lines=lines)
         print_cost(rows)
         print(f"\nWhere a frame's time goes, tracking on one core (thread CPU clocks around each stage), "
@@ -455,7 +491,8 @@ def main() -> int:
         out["profiles"] = {f"{s} {c}": r for (s, c), r in profiles.items()}
         if args.counts:
             rates = [25.0, 12.5, 8.0, 5.0]
-            got = in_process(REPO, "counts", analyze_fps=rates)
+            widths = [int(w) for w in args.working_widths.split(",")] if args.working_widths else []
+            got = in_process(REPO, "counts", analyze_fps=rates, widths=widths)
             out["counts"] = got
             print("\nCounting at --analyze-fps F (25: every frame) on the shared clips, whole files, against the hand counts:")
             for clip, (_, _, hand) in CLIPS.items():
@@ -463,6 +500,15 @@ def main() -> int:
                     key = f"{line} {direction}"
                     print(f"  {clip:<9} {key:<13} hand {hand[line, direction]:>3}   "
                           + "   ".join(f"{r:g}: {got[f'{clip}@{r:g}'].get(key, 0):>3}" for r in rates))
+            if widths:
+                print("\nCounting every frame on working frames (MOG2's) W px wide, against the hand counts; the "
+                      "tracking's CPU a frame (one core, a frame no wider than the clip's):")
+                for clip, (_, _, hand) in CLIPS.items():
+                    for line, direction in hand:
+                        key = f"{line} {direction}"
+                        print(f"  {clip:<9} {key:<13} hand {hand[line, direction]:>3}   "
+                              + "   ".join(f"{w}: {got[f'{clip}@{w}px'].get(key, 0):>3}" for w in widths))
+                    print(f"  {clip:<9} {'ms a frame':<22}   " + "   ".join(f"{w}: {got[f'{clip}@{w}px']['ms']:.2f}" for w in widths))
     if args.json:
         args.json.write_text(json.dumps(out, indent=1, default=str))
     return 0
