@@ -5,7 +5,8 @@ each frame's time goes.
 The inputs are a shared clip (the motorway, 30 s) looped to --seconds and encoded in H.264 at each
 size (kept under --clips for the next run). Each measurement runs in a process of its own, on one
 core unless said:
-- decode-only: every frame decoded by PyAV on one thread, and dropped;
+- decode-only: every frame decoded by PyAV on one thread, and dropped; measured before and after
+  each other measurement, the median kept;
 - tracking: recog.track over the whole input as one segment, every frame, with the time of each
   stage (decode, colour conversion and scaling, background subtraction, morphology and blobs,
   tracking, counting, crop keeping, the rest: Python between them) from thread CPU clocks around
@@ -444,29 +445,39 @@ def main() -> int:
             size = SIZES[size_name]
             long = str(looped(args.clip, size, args.seconds, args.clips))
             once = str(looped(args.clip, size, min(args.seconds, 30.0), args.clips))
-            decode, short_frames = decode_only(long), decode_only(once)["frames"]
-            print(f"[bench] {size_name}: {decode['frames']} frames, decode-only {decode['frames'] / decode['cpu_s']:.0f} "
-                  f"frames per CPU-s", flush=True)
+            # decoding alone between the other measurements, the median kept: a shared machine's
+            # speed drifts over a run, and every ratio to decoding leans on this one figure
+            decodes, short_frames = [decode_only(long)], decode_only(once)["frames"]
+            print(f"[bench] {size_name}: {decodes[0]['frames']} frames, decode-only "
+                  f"{decodes[0]['frames'] / decodes[0]['cpu_s']:.0f} frames per CPU-s", flush=True)
             jobs = {}  # per recog measured: its jobs at each of its rates, on one Ray
             if not args.no_job:
                 for where in dict.fromkeys(where for where, _ in codes.values()):
                     rates = [rate for w, rate in codes.values() if w == where]
                     jobs[where] = in_process(where, "job", path=long, lines=lines, warm=once, repeat=args.repeat,
                                              rates=rates)["runs"]
+                    decodes.append(decode_only(long))
+            tracked = {}
             for code, (where, rate) in codes.items():
-                track = in_process(where, "tracking", path=long, lines=lines, analyze_fps=rate)
-                short = track if once == long else in_process(where, "tracking", path=once, lines=lines, stages=False,
-                                                              analyze_fps=rate)
+                tracked[code] = in_process(where, "tracking", path=long, lines=lines, analyze_fps=rate)
+                tracked[code, "short"] = tracked[code] if once == long else in_process(
+                    where, "tracking", path=once, lines=lines, stages=False, analyze_fps=rate)
+                decodes.append(decode_only(long))
+                if args.profile and rate is None:
+                    profiles[size_name, code] = in_process(where, "profile", path=long, lines=lines)
+            decode = sorted(decodes, key=lambda d: d["cpu_s"])[len(decodes) // 2]
+            rates_seen = ", ".join(f"{d['frames'] / d['cpu_s']:.0f}" for d in decodes)
+            print(f"[bench] {size_name}: decode-only {rates_seen} frames per CPU-s over the run, the median kept", flush=True)
+            for code, (where, rate) in codes.items():
                 job_runs = jobs[where][str(rate)] if jobs else None
                 for pair in job_runs or []:
                     pair["long"]["cores"] = os.cpu_count() or 1
-                row = rows[size_name, code] = figures(decode["frames"], short_frames, decode, track, job_runs)
-                row["track_peak_rss_mb_one_loop"] = short["peak_rss_mb"]
-                row["stages_s"] = track["stages_s"]
+                row = rows[size_name, code] = figures(decode["frames"], short_frames, decode, tracked[code], job_runs)
+                row["track_peak_rss_mb_one_loop"] = tracked[code, "short"]["peak_rss_mb"]
+                row["stages_s"] = tracked[code]["stages_s"]
+                row["decode_fps_cpu_all"] = [d["frames"] / d["cpu_s"] for d in decodes]
                 print(f"[bench] {size_name} {code}: tracking {row['track_fps_cpu']:.0f} frames per CPU-s"
                       + (f", job {row['job_fps_cpu']:.0f}" if job_runs else ""), flush=True)
-                if args.profile and rate is None:
-                    profiles[size_name, code] = in_process(where, "profile", path=long, lines=lines)
         print_cost(rows)
         print(f"\nWhere a frame's time goes, tracking on one core (thread CPU clocks around each stage), "
               f"{args.clip.name} looped to {args.seconds:g} s:")
