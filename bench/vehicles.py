@@ -433,6 +433,8 @@ def main() -> int:
     if args.worker:
         print(json.dumps(WORKERS[args.worker[0]](**json.loads(args.worker[1]))))
         return 0
+    if args.working_widths and not args.counts:
+        p.error("--working-widths goes with --counts (it adds columns to the counting table)")
     lines = args.line or MOTORWAY
     with tempfile.TemporaryDirectory() as tmp:
         codes = {"after": (REPO, None)}  # the rows' names: the recog measured and its analysed rate (None: every frame)
@@ -457,10 +459,10 @@ def main() -> int:
                     jobs[where] = in_process(where, "job", path=long, lines=lines, warm=once, repeat=args.repeat,
                                              rates=rates)["runs"]
                     decodes.append(decode_only(long))
-            tracked = {}
+            tracked, tracked_once = {}, {}  # per row: the tracking on the long input, and on one loop
             for code, (where, rate) in codes.items():
                 tracked[code] = in_process(where, "tracking", path=long, lines=lines, analyze_fps=rate)
-                tracked[code, "short"] = tracked[code] if once == long else in_process(
+                tracked_once[code] = tracked[code] if once == long else in_process(
                     where, "tracking", path=once, lines=lines, stages=False, analyze_fps=rate)
                 decodes.append(decode_only(long))
                 if args.profile and rate is None:
@@ -473,7 +475,7 @@ def main() -> int:
                 for pair in job_runs or []:
                     pair["long"]["cores"] = os.cpu_count() or 1
                 row = rows[size_name, code] = figures(decode["frames"], short_frames, decode, tracked[code], job_runs)
-                row["track_peak_rss_mb_one_loop"] = tracked[code, "short"]["peak_rss_mb"]
+                row["track_peak_rss_mb_one_loop"] = tracked_once[code]["peak_rss_mb"]
                 row["stages_s"] = tracked[code]["stages_s"]
                 row["decode_fps_cpu_all"] = [d["frames"] / d["cpu_s"] for d in decodes]
                 print(f"[bench] {size_name} {code}: tracking {row['track_fps_cpu']:.0f} frames per CPU-s"
